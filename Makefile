@@ -1,0 +1,27 @@
+# The README's two commands: `make demo` and `make test`. Both create or reuse .venv and install
+# what they need; CPU torch is installed first so pip never pulls a multi-GB CUDA build.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH_CPU ?= torch==2.13.0
+
+.PHONY: install demo test test-all clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_CPU)"
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+demo: install
+	$(PY) -m deepcoder.demo
+
+test: install
+	$(PY) -m pytest
+
+test-all: install
+	$(PY) -m pytest -m "not gpu"
+
+clean:
+	rm -rf outputs multirun .pytest_cache

@@ -1,0 +1,1 @@
+"""The ReAct agent shared by teacher generation and student evaluation."""

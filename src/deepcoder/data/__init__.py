@@ -1,0 +1,1 @@
+"""Trajectories → rendered, span-labelled token sequences → batches."""

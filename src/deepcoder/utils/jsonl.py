@@ -1,0 +1,93 @@
+"""Durable JSONL: whole lines appended and flushed, torn tails detected on read."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Any, Iterator
+
+log = logging.getLogger(__name__)
+
+
+def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield ``(line_number, record)``; a bad line raises ``ValueError`` naming file and line."""
+    path = Path(path)
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{number}: invalid JSON: {exc.msg} (col {exc.colno})") from None
+            if not isinstance(record, dict):
+                raise ValueError(f"{path}:{number}: expected a JSON object, got {type(record).__name__}")
+            yield number, record
+
+
+def repair_torn_tail(path: str | Path) -> int:
+    """Cut a partial last line left by a killed writer; returns the number of bytes removed.
+
+    Only the bytes after the last newline are removed, and only when they do not parse as JSON:
+    every complete line already written is kept.
+    """
+    path = Path(path)
+    if not path.exists():
+        return 0
+    data = path.read_bytes()
+    if not data or data.endswith(b"\n"):
+        return 0
+    keep = data.rfind(b"\n") + 1
+    tail = data[keep:]
+    try:
+        json.loads(tail)
+    except ValueError:
+        with path.open("r+b") as handle:
+            handle.truncate(keep)
+        log.warning("%s: removed a torn last line (%d bytes) left by an interrupted run", path, len(tail))
+        return len(tail)
+    with path.open("ab") as handle:  # a complete record that only lacks its newline
+        handle.write(b"\n")
+    return 0
+
+
+class JsonlAppender:
+    """Appends one record per call as one ``write`` of a whole line, flushed and fsynced.
+
+    Thread-safe, so a pool of workers can share one file.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        repair_torn_tail(self.path)
+        self._handle = self.path.open("a", encoding="utf-8")
+        self._lock = threading.Lock()
+
+    def append(self, record: dict[str, Any]) -> None:
+        line = json.dumps(record, ensure_ascii=False) + "\n"
+        with self._lock:
+            self._handle.write(line)
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+
+    def close(self) -> None:
+        self._handle.close()
+
+    def __enter__(self) -> "JsonlAppender":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    """Write JSON atomically (temp file + rename), so a reader never sees half a report."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
