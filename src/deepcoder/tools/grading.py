@@ -1,0 +1,30 @@
+"""HumanEval-style grading: run a program against a `check(candidate)` test suite in the sandbox."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from deepcoder.tools.executor import PythonExecutor
+
+
+@dataclass(frozen=True)
+class TestOutcome:
+    """Whether the program passed; `error` is the first failure (e.g. "AssertionError")."""
+
+    __test__ = False  # not a pytest test class despite the name
+
+    passed: bool
+    error: str | None
+    timed_out: bool
+    duration_s: float
+
+
+def run_tests(
+    executor: PythonExecutor, program: str, tests: str, entry_point: str, timeout_s: float = 10.0
+) -> TestOutcome:
+    """Run `program`, then `tests` (defining `check`), then `check(entry_point)`; pass iff no error."""
+    source = f"{program}\n\n{tests}\n\ncheck({entry_point})\n"
+    result = executor.run(source, timeout_s=timeout_s)
+    return TestOutcome(
+        passed=result.ok, error=result.error, timed_out=result.timed_out, duration_s=result.duration_s
+    )

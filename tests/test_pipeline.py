@@ -1,0 +1,111 @@
+"""End to end on a handful of problems: generate → train → evaluate, with resume and the CLIs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from hydra import compose, initialize_config_dir
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from deepcoder.run.evaluate import evaluate
+from deepcoder.run.generate import generate
+from deepcoder.run.train import train
+from deepcoder.utils.jsonl import read_jsonl
+
+from conftest import ROOT
+
+REQUIRED = {"trajectory_id", "problem_id", "teacher", "messages", "steps", "final_answer", "passed", "error",
+            "usage", "latency_s", "schema_version"}
+
+
+def config(name: str, *overrides: str):
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        return compose(name, list(overrides))
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    out = tmp_path_factory.mktemp("generate")
+    report = generate(config("generate", "problems.limit=3", "num_workers=2", f"output_dir={out}"))
+    return out, report
+
+
+def test_generate_writes_schema_records_and_report(generated):
+    out, report = generated
+    records = [r for _, r in read_jsonl(out / "trajectories.jsonl")]
+    assert len(records) == 3 and report["n_trajectories"] == 3 and report["n_passed"] == 3
+    for record in records:
+        assert REQUIRED <= record.keys() and record["passed"] is True and record["error"] is None
+        assert record["steps"][0]["action"]["tool"] == "python" and record["steps"][0]["tool_ok"] is True
+        assert record["steps"][-1]["action"] is None and record["final_answer"]
+        assert record["usage"]["completion_tokens"] > 0
+    assert json.loads((out / "report.json").read_text())["pass_rate"] == 1.0
+
+
+def test_rerun_resumes_without_duplicates_and_repairs_a_torn_line(generated):
+    out, _ = generated
+    path = out / "trajectories.jsonl"
+    with path.open("a") as handle:
+        handle.write('{"trajectory_id": "half a rec')  # what a kill -9 mid-write could leave
+    report = generate(config("generate", "problems.limit=5", f"output_dir={out}"))
+    ids = [r["problem_id"] for _, r in read_jsonl(path)]
+    assert report["n_resumed"] == 3 and report["n_new"] == 2
+    assert len(ids) == len(set(ids)) == 5
+
+
+@pytest.fixture(scope="module")
+def trained(generated, tmp_path_factory):
+    out = tmp_path_factory.mktemp("train")
+    metrics = train(config("train", f"data.trajectories={generated[0] / 'trajectories.jsonl'}",
+                           "data.val_fraction=0.4", "trainer.max_steps=4", "trainer.log_every_n_steps=1",
+                           f"output_dir={out}"))
+    return out, metrics
+
+
+def test_train_saves_a_loadable_student_and_metrics(trained):
+    out, metrics = trained
+    student = out / "student"
+    model = AutoModelForCausalLM.from_pretrained(student)
+    tokenizer = AutoTokenizer.from_pretrained(student)
+    assert tokenizer.chat_template and model.config.model_type == "qwen2"
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["steps"] == 4 and saved["n_train"] == 3 and saved["n_val"] == 2
+    for key in ("train/loss", "train/loss_reason", "train/loss_action", "train/loss_answer"):
+        assert key in saved["start"] and key in saved["end"]
+    assert "val/loss_action" in saved["final"]
+    assert (out / "checkpoints" / "last.ckpt").exists()
+    assert list((out / "csv").rglob("metrics.csv"))
+
+
+def test_train_is_reproducible_with_the_same_seed(generated, tmp_path):
+    runs = [train(config("train", f"data.trajectories={generated[0] / 'trajectories.jsonl'}", "debug=fast",
+                         f"output_dir={tmp_path / str(i)}"))["end"] for i in range(2)]
+    assert runs[0] == runs[1]
+
+
+def test_evaluate_reports_the_contract_keys(trained, tmp_path):
+    report = evaluate(config("evaluate", f"student={trained[0] / 'student'}", "problems.limit=2",
+                             "teacher.max_new_tokens=24", "agent.max_steps=2", f"output_dir={tmp_path}"))
+    saved = json.loads((tmp_path / "report.json").read_text())
+    for key in ("pass_at_1", "action_validity", "mean_steps", "n", "failures"):
+        assert key in saved
+    assert saved["n"] == report["n"] == 2 and 0.0 <= saved["action_validity"] <= 1.0
+    assert len(list(read_jsonl(tmp_path / "episodes.jsonl"))) == 2
+
+
+def test_reference_teacher_scored_as_a_policy(tmp_path):
+    report = evaluate(config("evaluate", "teacher=reference", f"output_dir={tmp_path}"))
+    assert report["pass_at_1"] == 1.0 and report["action_validity"] == 1.0 and report["mean_steps"] == 2.0
+
+
+def test_cli_rejects_a_bad_problem_file_naming_file_line_and_field(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "x", "prompt": "def f():\\n", "tests": "def check(c): pass"}\n')
+    result = subprocess.run([sys.executable, str(ROOT / "generate.py"), "problems=jsonl", f"problems.path={bad}",
+                             f"output_dir={tmp_path / 'out'}"], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode != 0
+    assert "bad.jsonl:1" in result.stderr and "entry_point" in result.stderr
+    assert not (tmp_path / "out" / "trajectories.jsonl").exists()
