@@ -24,4 +24,4 @@ test-all: install
 	$(PY) -m pytest -m "not gpu"
 
 clean:
-	rm -rf outputs multirun .pytest_cache
+	rm -rf outputs/demo .pytest_cache

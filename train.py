@@ -9,7 +9,7 @@ from deepcoder.run.train import train
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float:
     """Returns the final training loss, the objective a Hydra sweeper minimises."""
-    return train(cfg)["end"]["train/loss"]
+    return train(cfg)["end"].get("train/loss", float("nan"))
 
 
 if __name__ == "__main__":

@@ -91,3 +91,18 @@ def test_shipped_loss_configs():
     assert sad.weights[SPAN_INDEX["reason"]] == 0.5 and sad.weights[SPAN_INDEX["answer"]] == 1.0
     with pytest.raises(ValueError, match=">= 0"):
         SpanLoss(reason=-1.0)
+
+
+def test_masked_vocabulary_entries_and_garbage_at_unsupervised_positions_give_finite_loss(batch):
+    logits, labels, spans = batch
+    teacher = torch.randn(B, T, V)
+    teacher[..., -1] = float("-inf")  # a padded vocabulary row
+    teacher[labels == -100] = float("nan")  # never supervised, so never counted
+    for divergence in ("forward_kl", "jsd"):
+        logits.grad = None
+        loss = span_loss(logits, labels, spans, torch.ones(5), teacher_logits=teacher, divergence=divergence)
+        loss.backward()
+        assert torch.isfinite(loss) and torch.isfinite(logits.grad).all(), divergence
+    # KL(student ‖ teacher) is infinite where the teacher has no mass: correct, and not NaN.
+    reverse = span_loss(logits, labels, spans, torch.ones(5), teacher_logits=teacher, divergence="reverse_kl")
+    assert reverse.item() == float("inf")

@@ -57,3 +57,12 @@ def test_unknown_tool_and_missing_input_and_garbage_are_errors():
 def test_unclosed_fence_still_yields_code():
     turn = parse_turn("Thought: x\nFinal Answer:\n```python\ndef f():\n    return 2")
     assert turn.final_answer == "def f():\n    return 2"
+
+
+def test_keywords_inside_a_think_block_are_reasoning_not_actions():
+    raw = ("<think>\nMaybe Final Answer:\n```python\nx\n```\nObservation: none yet\n</think>\n"
+           "Thought: run it\nAction: python\nAction Input:\n```python\nprint(2)\n```")
+    turn = parse_turn(raw)
+    assert turn.is_action and turn.final_answer is None and turn.tool_input == "print(2)"
+    assert turn.text == raw and _tiles(turn)
+    assert turn.text[:turn.segments[1].start].endswith("Thought: run it\n")

@@ -109,3 +109,24 @@ def test_cli_rejects_a_bad_problem_file_naming_file_line_and_field(tmp_path):
     assert result.returncode != 0
     assert "bad.jsonl:1" in result.stderr and "entry_point" in result.stderr
     assert not (tmp_path / "out" / "trajectories.jsonl").exists()
+
+
+def test_rerun_retries_error_records_and_refuses_another_teacher(tmp_path):
+    out = tmp_path / "gen"
+    generate(config("generate", "problems.limit=2", f"output_dir={out}"))
+    path = out / "trajectories.jsonl"
+    lines = path.read_text().splitlines()
+    failed = json.loads(lines[0])
+    failed["error"], failed["passed"] = "APIConnectionError: boom", False
+    path.write_text("\n".join([json.dumps(failed), lines[1]]) + "\n")
+    report = generate(config("generate", "problems.limit=2", f"output_dir={out}"))
+    assert report["n_retried"] == 1 and report["n_errors"] == 0 and report["n_passed"] == 2
+    with pytest.raises(ValueError, match="use another output_dir"):
+        generate(config("generate", "problems.limit=2", "teacher.model=other", f"output_dir={out}"))
+
+
+def test_evaluate_with_a_missing_student_fails_before_any_episode(tmp_path):
+    result = subprocess.run([sys.executable, str(ROOT / "evaluate.py"), f"student={tmp_path / 'nope'}",
+                             f"output_dir={tmp_path / 'out'}"], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode != 0 and "nope" in result.stderr
+    assert not (tmp_path / "out" / "report.json").exists()

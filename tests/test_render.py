@@ -81,3 +81,25 @@ def test_segments_that_do_not_tile_the_message_are_rejected(tiny_tokenizer):
     record["steps"][0]["segments"] = [[0, 5, "reason"]]
     with pytest.raises(ValueError, match="trajectory t0, assistant turn 0"):
         render_trajectory(tiny_tokenizer, record, StructuredSpans())
+
+
+class SplitInsideAWord:
+    """A strategy whose reason/action boundary falls inside the token ``Thought``."""
+
+    name = "split"
+
+    def assistant_segments(self, record, turn, content):
+        from deepcoder.agent.parsing import Segment
+
+        return [Segment(0, 3, "action"), Segment(3, len(content), "reason")]
+
+
+def test_a_straddling_token_takes_the_label_of_its_first_character(tiny_tokenizer):
+    record = make_record(turns=[TURNS[1]])
+    example = render_trajectory(tiny_tokenizer, record, SplitInsideAWord())
+    thought = tiny_tokenizer.convert_tokens_to_ids("Thought")
+    index = [i for i, (t, s) in enumerate(zip(example.input_ids, example.span_ids))
+             if t == thought and SPAN_NAMES[s] != "prompt"]
+    assert index, "the tokenizer should keep 'Thought' as one token"
+    assert SPAN_NAMES[example.span_ids[index[0]]] == "action"  # 'Tho' is action, 'ught' reason
+    assert SPAN_NAMES[example.span_ids[index[0] + 1]] == "reason"

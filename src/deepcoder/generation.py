@@ -21,12 +21,26 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def completed_problem_ids(path: Path) -> set[str]:
-    """Problem ids already recorded in ``path`` (after removing a torn last line, if any)."""
+def latest_records(path: Path) -> dict[str, dict[str, Any]]:
+    """The last record of each problem in ``path`` (a rerun's retry supersedes an error record)."""
     if not path.exists():
-        return set()
+        return {}
     repair_torn_tail(path)
-    return {record["problem_id"] for _, record in read_jsonl(path)}
+    latest: dict[str, dict[str, Any]] = {}
+    for number, record in read_jsonl(path):
+        if not isinstance(record.get("problem_id"), str):
+            raise ValueError(f"{path}:{number}: field 'problem_id': missing or not a string")
+        latest[record["problem_id"]] = record
+    return latest
+
+
+def check_same_teacher(path: Path, records: dict[str, dict[str, Any]], teacher: "Policy") -> None:
+    """Refuse to mix teachers in one output directory on resume."""
+    for record in records.values():
+        written = record.get("teacher") or {}
+        if (written.get("provider"), written.get("model")) != (teacher.provider, teacher.model):
+            raise ValueError(f"{path}: holds trajectories of {written.get('provider')}/{written.get('model')}, "
+                             f"not of {teacher.provider}/{teacher.model}; use another output_dir")
 
 
 def generate_trajectories(problems: Sequence["Problem"], teacher: "Policy", agent: "Agent", output_dir: str | Path,
@@ -39,7 +53,9 @@ def generate_trajectories(problems: Sequence["Problem"], teacher: "Policy", agen
         raise ValueError(f"num_workers must be >= 1, got {num_workers}")
     output_dir = Path(output_dir)
     path = output_dir / "trajectories.jsonl"
-    done = completed_problem_ids(path)
+    existing = latest_records(path)
+    check_same_teacher(path, existing, teacher)
+    done = {pid for pid, record in existing.items() if record.get("error") is None}
     todo = [p for p in problems if p.id not in done]
     log.info("%d problems: %d already done, %d to run", len(problems), len(problems) - len(todo), len(todo))
     started = time.perf_counter()
@@ -51,19 +67,23 @@ def generate_trajectories(problems: Sequence["Problem"], teacher: "Policy", agen
         task = progress.add_task("generate", total=len(todo), passed=0, failed=0)
         futures = [pool.submit(agent.run, teacher, problem) for problem in todo]
         passed = failed = 0
-        for future in as_completed(futures):
-            record = future.result()
-            out.append(record)
-            passed += bool(record["passed"])
-            failed += not record["passed"]
-            progress.update(task, advance=1, passed=passed, failed=failed)
+        try:
+            for future in as_completed(futures):
+                record = future.result()
+                out.append(record)
+                passed += bool(record["passed"])
+                failed += not record["passed"]
+                progress.update(task, advance=1, passed=passed, failed=failed)
+        except BaseException:  # Ctrl-C or a bug: stop queued episodes; what is written stays
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
     seconds = time.perf_counter() - started
-    records = [r for _, r in read_jsonl(path)]
-    wanted = {p.id for p in problems}
-    records = [r for r in records if r["problem_id"] in wanted]
+    latest = latest_records(path)
+    records = [latest[p.id] for p in problems if p.id in latest]
     report = {
         "n_problems": len(problems),
         "n_resumed": len(problems) - len(todo),
+        "n_retried": sum(1 for p in todo if p.id in existing),
         "n_new": len(todo),
         "n_trajectories": len(records),
         "n_passed": sum(1 for r in records if r.get("passed")),

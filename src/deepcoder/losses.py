@@ -35,7 +35,9 @@ def per_token_loss(student_logits: torch.Tensor, labels: torch.Tensor, teacher_l
     if divergence not in DIVERGENCES:
         raise ValueError(f"divergence must be one of {DIVERGENCES}, got {divergence!r}")
     log_s = F.log_softmax(logits / temperature, dim=-1)
-    log_t = F.log_softmax(teacher_logits.float() / temperature, dim=-1)
+    # Unsupervised positions may hold anything (padding, NaN): zero them so no NaN reaches a gradient.
+    teacher = torch.where(mask.unsqueeze(-1), teacher_logits.float(), torch.zeros((), device=logits.device))
+    log_t = F.log_softmax(teacher / temperature, dim=-1)
     if divergence == "forward_kl":
         token = _kl(log_t, log_s)
     elif divergence == "reverse_kl":
@@ -45,12 +47,15 @@ def per_token_loss(student_logits: torch.Tensor, labels: torch.Tensor, teacher_l
             raise ValueError(f"jsd needs 0 < beta < 1, got {beta}")
         mixture = torch.logsumexp(torch.stack([log_t + math.log(beta), log_s + math.log(1 - beta)]), dim=0)
         token = beta * _kl(log_t, mixture) + (1 - beta) * _kl(log_s, mixture)
-    return token * mask
+    return torch.where(mask, token, torch.zeros_like(token))  # NaN/inf at unsupervised positions cannot leak
 
 
 def _kl(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
-    """KL(p ‖ q) over the last dimension; exact 0 for identical inputs."""
-    return (log_p.exp() * (log_p - log_q)).sum(-1)
+    """KL(p ‖ q) over the last dimension; exact 0 for identical inputs, and 0·log 0 = 0 for entries
+    masked to ``-inf`` (e.g. padded vocabulary rows)."""
+    p = log_p.exp()
+    terms = torch.where(p > 0, p * (log_p - log_q), torch.zeros_like(p))
+    return terms.sum(-1)
 
 
 def span_loss(student_logits: torch.Tensor, labels: torch.Tensor, span_ids: torch.Tensor, weights: torch.Tensor,

@@ -29,14 +29,17 @@ CHATML_TEMPLATE = (
     "{%- endfor -%}"
     "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n' -}}{%- endif -%}"
 )
-TOKENIZER_VERSION = 3  # bump when the corpus recipe changes, so caches are rebuilt
+TOKENIZER_VERSION = 4  # bump when the corpus recipe changes, so caches are rebuilt
 
 
 def tokenizer_corpus() -> list[str]:
-    """Text the tiny tokenizer is trained on: protocol text and every shipped problem."""
+    """Text the tiny tokenizer is trained on: the agent protocol, the sample problems and the
+    standard library docstrings of the retriever's knowledge base. No HumanEval text, so the
+    held-out problems stay held out."""
     from deepcoder.agent.prompts import TASK_TEMPLATE, observation_message, system_prompt
-    from deepcoder.problems import load_humaneval, load_sample
+    from deepcoder.problems import load_sample
     from deepcoder.tools import PythonTool, RetrieveTool
+    from deepcoder.tools.retriever import build_documents
 
     protocol = [system_prompt([PythonTool, RetrieveTool]), TASK_TEMPLATE, observation_message("(no output)"),
                 "Thought: I need to implement the function. I will write it and run it on the examples "
@@ -44,9 +47,9 @@ def tokenizer_corpus() -> list[str]:
                 "Thought: All outputs match the expected values. The function is complete.\n"
                 "Final Answer:\n```python\n```\nError: Traceback NameError TypeError ValueError"]
     texts = protocol * 20
-    for problem in load_sample() + load_humaneval():
+    for problem in load_sample():
         texts += [problem.prompt, problem.reference_solution or "", problem.tests]
-    return texts
+    return texts + [document["text"] for document in build_documents()]
 
 
 def build_tiny_tokenizer(vocab_size: int = 4096) -> PreTrainedTokenizerFast:

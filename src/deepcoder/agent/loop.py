@@ -60,6 +60,7 @@ class Agent:
             turn = parse_turn(completion.text, set(self.tools))
             messages.append({"role": "assistant", "content": turn.text})
             step = _step_record(turn, completion.reasoning)
+            step["raw"] = completion.text if completion.text != turn.text else None  # exactly as received
             steps.append(step)
             if turn.is_final:
                 final_answer, stop = turn.final_answer, "final_answer"
@@ -67,7 +68,7 @@ class Agent:
             observation, step["tool_ok"] = self._observe(turn)
             step["observation"] = observation
             messages.append({"role": "user", "content": observation_message(observation)})
-        graded = self._grade(problem, final_answer) if error is None else None
+        graded = self._grade(problem, final_answer)
         return {
             "schema_version": SCHEMA_VERSION,
             "trajectory_id": trajectory_id(problem.id, policy.provider, policy.model, sample),
@@ -79,8 +80,8 @@ class Agent:
             "messages": messages,
             "steps": steps,
             "final_answer": final_answer,
-            "passed": graded["passed"] if graded else None,
-            "test_error": graded["error"] if graded else None,
+            "passed": graded["passed"],
+            "test_error": graded["error"],
             "stop_reason": stop,
             "error": error,
             "usage": usage,
@@ -92,7 +93,10 @@ class Agent:
         """The Observation text, and whether the tool ran without an error."""
         if turn.error is not None:
             return FORMAT_REMINDER.format(error=turn.error), False
-        result = self.tools[turn.tool](turn.tool_input)
+        try:
+            result = self.tools[turn.tool](turn.tool_input)
+        except Exception as exc:  # a broken tool is an observation, not a lost episode
+            return f"Error: the {turn.tool} tool failed: {type(exc).__name__}: {exc}", False
         return result.text, result.ok
 
     def _grade(self, problem: "Problem", final_answer: str | None) -> dict[str, Any]:

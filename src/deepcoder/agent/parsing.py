@@ -82,10 +82,15 @@ def _thought(text: str) -> str:
 
 
 def parse_turn(raw: str, tools: frozenset[str] | set[str] = frozenset({"python", "retrieve"})) -> ParsedTurn:
-    """Parse one assistant turn; a turn with neither a valid action nor a final answer has ``error``."""
-    text = truncate_at_observation(raw)
-    final = FINAL_RE.search(text)
-    action = ACTION_RE.search(text)
+    """Parse one assistant turn; a turn with neither a valid action nor a final answer has ``error``.
+
+    Keywords inside a leading ``<think>`` block are part of the reasoning, never actions.
+    """
+    think = THINK_RE.match(raw)
+    body_start = think.end() if think else 0
+    text = raw[:body_start] + truncate_at_observation(raw[body_start:])
+    final = FINAL_RE.search(text, body_start)
+    action = ACTION_RE.search(text, body_start)
     if final and (not action or final.start() < action.start()):
         answer = strip_fence(text[final.end():])
         segments = [Segment(0, final.start(), "reason"), Segment(final.start(), len(text), "answer")]

@@ -48,13 +48,19 @@ class TrajectoryDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.train_set:
             return
-        records = load_trajectories(self.path, self.only_passed)
-        if not records:
+        rows = load_trajectories(self.path, self.only_passed)
+        if not rows:
             raise ValueError(f"{self.path}: no usable trajectories (only_passed={self.only_passed})")
-        examples = [render_trajectory(self.tokenizer, r, self.span, self.max_length) for r in records]
+        examples = [self._render(where, record) for where, record in rows]
         random.Random(self.seed).shuffle(examples)
         n_val = int(len(examples) * self.val_fraction)
         self.val_set, self.train_set = examples[:n_val], examples[n_val:]
+
+    def _render(self, where: str, record: dict[str, Any]) -> RenderedExample:
+        try:
+            return render_trajectory(self.tokenizer, record, self.span, self.max_length)
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            raise ValueError(f"{where}: cannot render: {exc}") from exc
 
     def stats(self) -> dict[str, Any]:
         tokens = [len(e) for e in self.train_set]

@@ -27,16 +27,22 @@ def validate_record(record: dict[str, Any], where: str) -> None:
                              "'content': str}")
 
 
-def load_trajectories(path: str | Path, only_passed: bool = True) -> list[dict[str, Any]]:
-    """Valid records of a ``trajectories.jsonl``; by default only those whose tests passed."""
+def load_trajectories(path: str | Path, only_passed: bool = True) -> list[tuple[str, dict[str, Any]]]:
+    """``(file:line, record)`` of the usable records, ordered by ``trajectory_id``.
+
+    Usable: valid, no ``error``, and by default ``passed``. The order does not depend on the
+    order in which parallel workers appended the file, so the same seed gives the same batches.
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: trajectory file not found (run generate.py first, or set data.trajectories)")
-    records = []
+    rows = []
     for number, record in read_jsonl(path):
-        validate_record(record, f"{path}:{number}")
+        where = f"{path}:{number}"
+        validate_record(record, where)
         if record.get("error") or (only_passed and record.get("passed") is not True):
             continue
-        records.append(record)
-    log.info("%s: %d usable trajectories%s", path, len(records), " (passed only)" if only_passed else "")
-    return records
+        rows.append((where, record))
+    rows.sort(key=lambda row: row[1]["trajectory_id"])
+    log.info("%s: %d usable trajectories%s", path, len(rows), " (passed only)" if only_passed else "")
+    return rows

@@ -12,13 +12,14 @@ from rich.progress import track
 
 from deepcoder.evaluation import summarize, summarize_by
 from deepcoder.utils.console import print_metrics
-from deepcoder.utils.jsonl import JsonlAppender, write_json
+from deepcoder.utils.jsonl import JsonlAppender, save_config, write_json
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     started = time.perf_counter()
     output_dir = Path(cfg.output_dir)
     problems = instantiate(cfg.problems)
+    save_config(cfg, output_dir)
     policy = instantiate(cfg.teacher)
     agent = instantiate(cfg.agent)
     episodes = output_dir / "episodes.jsonl"
@@ -40,6 +41,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
     write_json(output_dir / "report.json", report)
+    if records and all(r.get("error") for r in records):
+        raise RuntimeError(f"every episode failed in the policy, e.g. {records[0]['error']}; "
+                           f"see {output_dir / 'episodes.jsonl'}")
     print_metrics(f"evaluate: {policy.provider}/{policy.model} on {len(records)} problems",
                   {key: report[key] for key in ("n", "pass_at_1", "action_validity", "mean_steps", "failures")})
     return report

@@ -9,10 +9,12 @@ from omegaconf import DictConfig
 
 from deepcoder.generation import generate_trajectories
 from deepcoder.utils.console import print_metrics
+from deepcoder.utils.jsonl import save_config
 
 
 def generate(cfg: DictConfig) -> dict[str, Any]:
     problems = instantiate(cfg.problems)
+    save_config(cfg, cfg.output_dir)
     teacher = instantiate(cfg.teacher)
     agent = instantiate(cfg.agent)
     report = generate_trajectories(problems, teacher, agent, cfg.output_dir, num_workers=cfg.num_workers)

@@ -13,13 +13,14 @@ from omegaconf import DictConfig
 
 from deepcoder.module import DistillationModule
 from deepcoder.utils.console import print_metrics
-from deepcoder.utils.jsonl import write_json
+from deepcoder.utils.jsonl import save_config, write_json
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     started = time.perf_counter()
     L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.output_dir)
+    save_config(cfg, output_dir)
     spec = instantiate(cfg.model)
     model, tokenizer = spec.load(seed=cfg.seed)
     datamodule = instantiate(cfg.data, tokenizer=tokenizer, span=instantiate(cfg.span))

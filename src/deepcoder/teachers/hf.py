@@ -24,33 +24,30 @@ class HFPolicy:
 
     provider = "hf"
 
-    def __init__(self, model: str, max_new_tokens: int = 512, temperature: float = 0.0, top_p: float = 1.0,
-                 stop: Sequence[str] = ("Observation:",), device: str = "auto", seed: int = 0) -> None:
-        self.model_path = str(model)
-        self.model = self.model_path
+    def __init__(self, model: str | None, max_new_tokens: int = 512, temperature: float = 0.0, top_p: float = 1.0,
+                 stop: Sequence[str] = ("Observation:",), device: str = "auto", seed: int = 0,
+                 lm: torch.nn.Module | None = None, tokenizer: PreTrainedTokenizerBase | None = None) -> None:
+        if not model:
+            raise ValueError("teacher.model is not set: pass student=DIR (a train.py output's student/ folder) "
+                             "or teacher.model=HUB_ID_OR_PATH")
+        self.model = str(model)
         self.max_new_tokens, self.temperature, self.top_p = max_new_tokens, temperature, top_p
         self.stop, self.seed = list(stop), seed
         self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
         self.fingerprint = None
-        self._lm: torch.nn.Module | None = None
-        self._tokenizer: PreTrainedTokenizerBase | None = None
+        if lm is None:  # load now, so a wrong path fails before any episode runs
+            tokenizer = AutoTokenizer.from_pretrained(self.model)
+            lm = AutoModelForCausalLM.from_pretrained(self.model)
+        self._lm, self._tokenizer = lm.to(self.device).eval(), tokenizer
 
     @classmethod
     def from_model(cls, lm: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, name: str = "in-memory",
                    **kwargs: object) -> "HFPolicy":
         """Wrap an already loaded model (tests, or evaluation right after training)."""
-        policy = cls(name, device=str(next(lm.parameters()).device), **kwargs)
-        policy._lm, policy._tokenizer = lm.eval(), tokenizer
-        return policy
-
-    def _load(self) -> tuple[torch.nn.Module, PreTrainedTokenizerBase]:
-        if self._lm is None:
-            self._tokenizer = AutoTokenizer.from_pretrained(self.model_path)
-            self._lm = AutoModelForCausalLM.from_pretrained(self.model_path).to(self.device).eval()
-        return self._lm, self._tokenizer
+        return cls(name, device=str(next(lm.parameters()).device), lm=lm, tokenizer=tokenizer, **kwargs)
 
     def complete(self, messages: Sequence[Message], *, problem: "Problem") -> Completion:
-        lm, tokenizer = self._load()
+        lm, tokenizer = self._lm, self._tokenizer
         start = time.perf_counter()
         text = tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
         inputs = tokenizer(text, add_special_tokens=False, return_tensors="pt").to(self.device)

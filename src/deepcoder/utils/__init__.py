@@ -1,1 +1,1 @@
-"""Small shared helpers: cache paths, JSONL I/O, seeding."""
+"""Small shared helpers: cache paths, durable JSON/JSONL I/O, console tables."""

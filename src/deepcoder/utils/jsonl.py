@@ -91,3 +91,12 @@ def write_json(path: str | Path, obj: Any) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
     os.replace(tmp, path)
+
+
+def save_config(cfg: Any, output_dir: str | Path) -> None:
+    """The resolved config of a stage, beside its outputs (keys are never in configs: env only)."""
+    from omegaconf import OmegaConf
+
+    path = Path(output_dir) / "config.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(OmegaConf.to_yaml(cfg, resolve=True), encoding="utf-8")
