@@ -3,6 +3,9 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH_CPU ?= torch==2.13.0
+# Where pip finds no local CPU wheel, point it at PyTorch's CPU wheel index, e.g.
+# make test TORCH_PIP_ARGS="--index-url <the PyTorch CPU wheel index>"
+TORCH_PIP_ARGS ?=
 
 .PHONY: install demo test test-all clean
 
@@ -10,7 +13,7 @@ install: $(VENV)/.installed
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_CPU)"
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q $(TORCH_PIP_ARGS) "$(TORCH_CPU)"
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $@
 

@@ -28,7 +28,7 @@ def stage(script: str, *overrides: str) -> None:
     subprocess.run(command, cwd=ROOT, check=True)
 
 
-def main(out: Path = ROOT / "outputs" / "demo", heldout_limit: int = 8) -> dict:
+def main(out: Path = ROOT / "outputs" / "demo", heldout_limit: int = 5) -> dict:
     started = time.perf_counter()
     shutil.rmtree(out, ignore_errors=True)
     stage("generate.py", "teacher=reference", "problems=sample", f"output_dir={out / 'generate'}")
