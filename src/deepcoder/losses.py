@@ -103,15 +103,6 @@ class SpanLoss:
         return span_loss(logits, labels, span_ids, self.weights, teacher_logits, self.divergence,
                          self.temperature, self.beta, num_tokens)
 
-    def token_losses(self, logits: torch.Tensor, labels: torch.Tensor,
-                     teacher_logits: torch.Tensor | None = None) -> torch.Tensor:
-        """Unweighted per-token losses, for per-span metrics; ``reduce`` turns them into the loss."""
-        return per_token_loss(logits, labels, teacher_logits, self.divergence, self.temperature, self.beta)
-
-    def reduce(self, token: torch.Tensor, labels: torch.Tensor, span_ids: torch.Tensor,
-               num_tokens: int | None = None) -> torch.Tensor:
-        return reduce_token_loss(token, labels, span_ids, self.weights, num_tokens)
-
     def __repr__(self) -> str:
         weights = {name: float(self.weights[SPAN_INDEX[name]]) for name in sorted(TRAINED_SPANS)}
         return f"SpanLoss(name={self.name!r}, weights={weights})"

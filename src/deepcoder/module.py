@@ -7,8 +7,9 @@ from typing import Any, Callable
 import lightning as L
 import torch
 
+from deepcoder.chunked_loss import chunked_span_loss
 from deepcoder.data.spans import SPAN_INDEX, TRAINED_SPANS
-from deepcoder.losses import IGNORE_INDEX, SpanLoss
+from deepcoder.losses import SpanLoss
 
 
 class DistillationModule(L.LightningModule):
@@ -20,32 +21,35 @@ class DistillationModule(L.LightningModule):
     """
 
     def __init__(self, model: torch.nn.Module, loss: SpanLoss, optimizer: Callable[..., torch.optim.Optimizer],
-                 scheduler: Callable[..., Any] | None = None) -> None:
+                 scheduler: Callable[..., Any] | None = None, chunk_size: int = 1024) -> None:
         super().__init__()
         self.model, self.loss, self.optimizer_factory, self.scheduler_factory = model, loss, optimizer, scheduler
+        self.chunk_size = chunk_size
         self.save_hyperparameters(ignore=["model", "loss", "optimizer", "scheduler"])
         self.history: list[dict[str, float]] = []
 
     def _step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
-        logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        logits, labels, spans = logits[:, :-1], batch["labels"][:, 1:], batch["span_ids"][:, 1:]
-        token = self.loss.token_losses(logits, labels)
-        loss = self.loss.reduce(token, labels, spans)
+        """Hidden states → chunked projection + loss on supervised positions only (no full logits)."""
+        backbone = getattr(self.model, self.model.base_model_prefix)
+        hidden = backbone(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+        head = self.model.get_output_embeddings()
+        result = chunked_span_loss(hidden[:, :-1], head.weight, batch["labels"][:, 1:], batch["span_ids"][:, 1:],
+                                   self.loss.weights, bias=head.bias, chunk_size=self.chunk_size)
+        loss = result.loss
         metrics: dict[str, torch.Tensor] = {}
-        with torch.no_grad():
-            correct = (logits.argmax(-1) == labels) & (labels != IGNORE_INDEX)
-            for span in sorted(TRAINED_SPANS):
-                mask = (spans == SPAN_INDEX[span]) & (labels != IGNORE_INDEX)
-                if mask.any():
-                    metrics[f"{stage}/loss_{span}"] = token[mask].mean()
-                    metrics[f"{stage}/acc_{span}"] = correct[mask].float().mean()
+        for span in sorted(TRAINED_SPANS):
+            mask = result.span_ids == SPAN_INDEX[span]
+            if mask.any():
+                metrics[f"{stage}/loss_{span}"] = result.token_loss[mask].mean()
+                metrics[f"{stage}/acc_{span}"] = result.correct[mask].float().mean()
         batch_size = batch["input_ids"].shape[0]
-        self.log_dict(metrics, prog_bar=False, on_step=stage == "train", on_epoch=stage != "train",
-                      batch_size=batch_size)
-        self.log(f"{stage}/loss", loss.detach(), prog_bar=True, batch_size=batch_size,
-                 on_step=stage == "train", on_epoch=stage != "train")
-        if stage == "train":
-            self.history.append({"train/loss": float(loss.detach()), **{key: float(value) for key, value in metrics.items()}})
+        on_step = stage == "train"
+        self.log_dict(metrics, on_step=on_step, on_epoch=not on_step, batch_size=batch_size)
+        self.log(f"{stage}/loss", loss.detach(), prog_bar=True, on_step=on_step, on_epoch=not on_step,
+                 batch_size=batch_size)
+        if on_step:
+            self.history.append({f"{stage}/loss": float(loss.detach()),
+                                 **{key: float(value) for key, value in metrics.items()}})
         return loss
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
