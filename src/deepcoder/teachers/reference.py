@@ -9,8 +9,10 @@ network and no key, and every ``passed`` is still measured by the tests.
 
 from __future__ import annotations
 
+import io
 import re
 import time
+import tokenize
 from typing import TYPE_CHECKING, Sequence
 
 from deepcoder.agent.prompts import OBSERVATION_PREFIX
@@ -40,7 +42,7 @@ class ReferenceTeacher:
 
     @staticmethod
     def _first_turn(problem: "Problem") -> str:
-        calls = [ex.source.strip() for ex in doctest_examples(problem)]
+        calls = [_without_comments(ex.source) for ex in doctest_examples(problem)]
         if calls:
             checks = "\n".join(f"print(repr({call}))" for call in calls)
             plan = f"I will write it and run it on the {len(calls)} examples from the docstring."
@@ -63,6 +65,15 @@ class ReferenceTeacher:
             verdict = "Some outputs differ from the docstring, but this is the reference solution."
         return (f"Thought: {verdict} The function is complete.\n"
                 f"Final Answer:\n```python\n{problem.reference_solution.strip()}\n```")
+
+
+def _without_comments(source: str) -> str:
+    """An example's source without ``# …`` comments, so it can be wrapped in ``print(repr(…))``."""
+    try:
+        tokens = [t for t in tokenize.generate_tokens(io.StringIO(source).readline) if t.type != tokenize.COMMENT]
+        return tokenize.untokenize(tokens).strip()
+    except (tokenize.TokenError, SyntaxError):
+        return source.strip()
 
 
 def _summary(problem: "Problem") -> str:
