@@ -137,3 +137,14 @@ def test_reference_teacher_passes_all_of_humaneval_through_the_agent_loop(tmp_pa
     assert report["n"] == 164 and report["n_passed"] == 164
     # HumanEval/116's docstring example is itself broken Python; the teacher observes that honestly.
     assert report["action_validity"] >= 163 / 164
+
+
+def test_multirun_sweep_gives_each_job_its_own_output_dir(generated, tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), "-m", "loss=sft,sad", "debug=fast",
+         f"data.trajectories={generated[0] / 'trajectories.jsonl'}", f"paths.output_root={tmp_path}"],
+        capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = sorted(tmp_path.glob("multirun/train/*/*/metrics.json"))
+    assert [json.loads(m.read_text())["loss"] for m in metrics] == ["sft", "sad"]
+    assert all((m.parent / "student" / "config.json").exists() for m in metrics)
