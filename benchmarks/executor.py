@@ -1,8 +1,10 @@
 """Benchmark PythonExecutor against a naive `subprocess.run([python, "-c", code])` baseline.
 
 Measures runs/s and median latency (back-to-back sequential runs) of a trivial program
-and of one HumanEval test run, plus the sandbox's median latency when its spare worker
-had time to start (as between an agent's tool calls). Usage: python benchmarks/executor.py [--runs N]
+and of one HumanEval test run, the p50 ratio sandbox/naive (issue #4 asks for <= 0.5 on
+the trivial run), and the sandbox's median latency after a pause (an idle fork server,
+as between an agent's tool calls). Prints a table; asserts nothing about speed.
+Usage: python benchmarks/executor.py [--runs N]
 """
 
 from __future__ import annotations
@@ -43,16 +45,19 @@ def main() -> None:
     rows = []
     with PythonExecutor() as executor:
         for name, code in workloads.items():
-            assert executor.run(code).ok
+            warm_up = executor.run(code)  # the first run also waits for the fork server to load
+            if not warm_up.ok:
+                print(f"warning: {name} failed in the sandbox: {warm_up.error}")
             naive = measure(lambda: subprocess.run([sys.executable, "-c", code], capture_output=True), args.runs)
             sandbox = measure(lambda: executor.run(code), args.runs)
             warm = measure(lambda: executor.run(code), args.runs, pause_s=0.3)
             rows.append((name, naive, sandbox, warm))
 
     print(f"{'workload':<14}{'naive runs/s':>14}{'naive p50 ms':>14}{'sandbox runs/s':>16}"
-          f"{'sandbox p50 ms':>16}{'runs/s ratio':>14}{'warm-spare p50 ms':>19}")
+          f"{'sandbox p50 ms':>16}{'runs/s ratio':>14}{'p50 ratio':>11}{'paused p50 ms':>15}")
     for name, (n_rps, n_ms), (s_rps, s_ms), (_, w_ms) in rows:
-        print(f"{name:<14}{n_rps:>14.1f}{n_ms:>14.1f}{s_rps:>16.1f}{s_ms:>16.1f}{s_rps / n_rps:>14.2f}{w_ms:>19.1f}")
+        print(f"{name:<14}{n_rps:>14.1f}{n_ms:>14.1f}{s_rps:>16.1f}{s_ms:>16.1f}{s_rps / n_rps:>14.2f}"
+              f"{s_ms / n_ms:>11.2f}{w_ms:>15.1f}")
 
 
 if __name__ == "__main__":

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import builtins
+import collections
+import gc
+import json
 import math
 import os
+import random
+import sys
+import tempfile
 import textwrap
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import pytest
 
@@ -237,19 +247,54 @@ def test_timeout_override_and_duration(executor):
     assert 0.4 < result.duration_s < 3.0
 
 
+def _sandbox_dirs() -> set[str]:
+    return {name for name in os.listdir(tempfile.gettempdir()) if name.startswith("deepcoder-sandbox-")}
+
+
 def test_child_environment_is_scrubbed_and_workdir_removed(monkeypatch):
     monkeypatch.setenv("GROQ_API_KEY", "gsk_secret_value")
     monkeypatch.setenv("OPENAI_API_KEY", "sk-secret-value")
     with PythonExecutor() as ex:
-        spare = ex._spares[0]
-        assert spare.wait_ready(30)
-        with open(f"/proc/{spare.proc.pid}/environ", "rb") as fh:
+        assert ex.run("print(1)").stdout == "1\n"
+        server = ex._server[0].proc  # forked children inherit the server's environment
+        with open(f"/proc/{server.pid}/environ", "rb") as fh:
             environ = fh.read().decode()
         assert "secret" not in environ and "API_KEY" not in environ
-        assert os.path.isdir(spare.workdir)
-        result = ex.run("print(1)")  # consumes the spare
+        before = _sandbox_dirs()
+        result = ex.run("import math\nprint(len('x'))")
         assert result.stdout == "1\n"
-        assert not os.path.exists(spare.workdir)
+        assert _sandbox_dirs() <= before
+
+
+def test_server_is_restarted_after_dying():
+    with PythonExecutor(timeout_s=5.0) as ex:
+        assert ex.run("print(1)").ok
+        ex._server[0].proc.kill()
+        ex._server[0].proc.wait()
+        assert ex.run("print(2)").stdout == "2\n"  # dead between runs: transparent restart
+        server = ex._server[0].proc
+        threading.Timer(0.5, server.kill).start()
+        mid_run = ex.run("while True:\n    pass")
+        assert mid_run.exit_reason == "crash" and "server died" in mid_run.error
+        assert 0.4 < mid_run.duration_s < 3.0
+        assert ex.run("print(3)").stdout == "3\n"
+
+
+def test_concurrent_runs_from_threads(executor):
+    codes = [f"import math\nprint({i} * 2)" for i in range(16)]
+    codes.append("while True:\n    pass")
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        results = list(pool.map(lambda code: executor.run(code, timeout_s=1.0), codes))
+    assert [r.stdout for r in results[:-1]] == [f"{i * 2}\n" for i in range(16)]
+    assert results[-1].timed_out
+
+
+def test_runs_share_no_state(executor):
+    seeded = run(executor, "import random\nrandom.seed(0)\nseen = 1\nprint(random.random())").stdout
+    after = run(executor, "import random\nprint('seen' in dir(), random.random())").stdout
+    assert after.split()[0] == "False" and after.split()[1] != seeded.strip()
+    draws = {run(executor, "import random\nprint(random.random())").stdout for _ in range(3)}
+    assert len(draws) == 3  # every child reseeds random, as a fresh interpreter would
 
 
 # --- hostile ----------------------------------------------------------------------------
@@ -300,8 +345,64 @@ HOSTILE = {
 }
 
 
+@dataclass(frozen=True)
+class HostState:
+    """What a healthy test process keeps unchanged across the hostile suite."""
+
+    rss_mb: float
+    modules: frozenset[str]
+    watched: dict[str, tuple[int, dict[str, int]]]  # module -> (id, {attribute: id(value)})
+    children: frozenset[int]
+    sandbox_processes: frozenset[int]
+    files: frozenset[str]
+    open_fds: int
+
+    @classmethod
+    def capture(cls) -> HostState:
+        with open("/proc/self/status") as fh:
+            rss_kb = next(int(line.split()[1]) for line in fh if line.startswith("VmRSS:"))
+        watched = {
+            name: (id(module), {key: id(value) for key, value in vars(module).items()})
+            for name, module in (("os", os), ("json", json), ("random", random), ("math", math),
+                                 ("collections", collections), ("builtins", builtins))
+        }
+        files = {f"cwd/{name}" for name in os.listdir(".")}
+        files |= {f"tmp/{name}" for name in os.listdir(tempfile.gettempdir())}
+        # The system /tmp is shared with other processes: only look for what a hostile run would write.
+        files |= {f"/tmp/{name}" for name in os.listdir("/tmp") if name.startswith("pwned")}
+        children, sandbox = set(), set()
+        owner = f"owner={os.getpid()}".encode()
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{pid}/stat") as fh:
+                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+                with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                    argv = fh.read().split(b"\0")
+            except (OSError, ValueError, IndexError):
+                continue  # exited meanwhile
+            if ppid == os.getpid():
+                children.add(int(pid))
+            if owner in argv:  # our fork servers and their children, even if orphaned
+                sandbox.add(int(pid))
+        return cls(rss_kb / 1024, frozenset(sys.modules), watched, frozenset(children),
+                   frozenset(sandbox), frozenset(files), len(os.listdir("/proc/self/fd")))
+
+
+@pytest.fixture(scope="module")
+def host_before_hostile(tmp_path_factory):
+    """Snapshot of this process before the hostile suite, run from an empty cwd and tempdir."""
+    private = tmp_path_factory.mktemp("hostile")
+    (private / "cwd").mkdir()
+    (private / "tmp").mkdir()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(private / "cwd")
+        patch.setattr(tempfile, "tempdir", str(private / "tmp"))
+        gc.collect()
+        yield HostState.capture()
+
+
 @pytest.mark.parametrize("name", sorted(HOSTILE))
-def test_hostile_programs_fail_cleanly(name):
+def test_hostile_programs_fail_cleanly(name, host_before_hostile):
     with PythonExecutor(timeout_s=1.0, memory_mb=512) as ex:
         result = ex.run(HOSTILE[name])
         assert not result.ok, result.stdout
@@ -309,6 +410,19 @@ def test_hostile_programs_fail_cleanly(name):
         assert "secret" not in result.stdout
         follow_up = ex.run("import math\nprint(math.pi, sorted({3, 1}))")
     assert follow_up.ok and follow_up.stdout == f"{math.pi} [1, 3]\n"
+
+
+def test_host_is_healthy_after_hostile_suite(host_before_hostile):
+    before = host_before_hostile
+    gc.collect()
+    after = HostState.capture()
+    assert after.rss_mb - before.rss_mb < 200
+    assert after.modules == before.modules
+    assert after.watched == before.watched
+    assert after.open_fds <= before.open_fds
+    assert after.children <= before.children  # only the module executor's server, if any
+    assert after.sandbox_processes <= before.sandbox_processes
+    assert after.files == before.files and not any(f.startswith(("cwd/", "tmp/")) for f in after.files)
 
 
 def test_infinite_loop_is_killed_from_parent():

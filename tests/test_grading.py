@@ -16,7 +16,7 @@ def check(candidate):
 
 @pytest.fixture(scope="module")
 def executor():
-    with PythonExecutor(spare_workers=2) as ex:
+    with PythonExecutor() as ex:
         yield ex
 
 

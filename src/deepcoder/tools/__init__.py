@@ -1,7 +1,7 @@
 """Agent tools: a sandboxed Python executor, HumanEval-style grading and a stdlib-docs retriever.
 
-Exports are resolved lazily (PEP 562) so the sandbox child process, which imports
-``deepcoder.tools.sandbox_child``, does not pay for the parent-side modules.
+Exports are resolved lazily (PEP 562) so the sandbox's fork server, which imports
+``deepcoder.tools.fork_server``, does not pay for the parent-side modules.
 """
 
 from __future__ import annotations

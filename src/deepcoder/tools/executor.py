@@ -6,10 +6,10 @@ What the sandbox covers:
     standard-library modules handed out as attribute-filtered copies
     (``runtime.py``, ``safe_modules.py``): no ``open``, ``os``, ``sys``, sockets,
     subprocesses, dunder attributes or frame objects;
-  * every run happens in a fresh child interpreter (``sandbox_child.py``) that
-    never imports torch: own session/process group, empty temporary cwd removed
-    afterwards, environment scrubbed (no API keys), rlimits on address space,
-    CPU time, processes, file size, open files and core dumps;
+  * every run happens in a fresh child process (``sandbox_child.py``) forked from a
+    server that never imports torch: own session/process group, empty temporary
+    cwd removed afterwards, environment scrubbed (no API keys), rlimits on address
+    space, CPU time, processes, file size, open files and core dumps;
   * a wall-clock deadline enforced by the parent with SIGKILL of the child's
     process group, which no ``except BaseException`` in user code can swallow;
   * capped output, and crashes (segfaults, OOM kills, SystemExit, ...) reported
@@ -19,37 +19,31 @@ attacker (interpreter or library bugs, side channels, RestrictedPython gaps,
 root users ignoring RLIMIT_NPROC). For untrusted deployments run it inside a
 container or VM with no network and no secrets.
 
-Latency: a spare worker is spawned ahead of time and consumed by the next run
-(one worker per run, so no state leaks between runs).
+Latency design: one long-lived fork server per executor (``fork_server.py``,
+started by ``server_handle.py`` with the same clean ``-s -B -c`` boot and scrubbed
+environment) pre-imports RestrictedPython, the policy and the allowed modules'
+sandbox copies, then ``fork()``s one fresh child per run (``sandbox_child.py``),
+so a run costs a fork instead of an interpreter start. One child per run: no
+state leaks between runs. This process keeps the deadline (``supervisor.py``):
+the child reports its pid before user code runs, and the executor SIGKILLs its
+process group. If the server dies it is restarted on the next run; a run it was
+serving is reported as a crash. Thread safety: requests to the server are
+serialized by a lock (a fork takes about a millisecond); children run concurrently.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import select
 import shutil
 import signal
-import subprocess
-import sys
 import tempfile
 import threading
-import time
 import weakref
 from dataclasses import dataclass
-from pathlib import Path
 
 from deepcoder.tools.sandbox_child import RESULT_MARKER
-
-_SRC_ROOT = str(Path(__file__).resolve().parents[2])
-_BOOT = (
-    f"import sys; sys.path.insert(0, {_SRC_ROOT!r}); "
-    "from deepcoder.tools.sandbox_child import main; main()"
-)
-# Fixed hash seed: set/dict-of-str iteration order, hence printed output, is reproducible.
-_CHILD_ENV = {"PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1", "LC_ALL": "C.UTF-8"}
-_STARTUP_TIMEOUT_S = 30.0
-_DRAIN_TIMEOUT_S = 5.0
+from deepcoder.tools.server_handle import STARTUP_TIMEOUT_S, ServerHandle
+from deepcoder.tools.supervisor import RawOutcome, RunPipes, supervise
 
 
 @dataclass(frozen=True)
@@ -67,47 +61,6 @@ class ExecutionResult:
         return self.error is None
 
 
-class _Worker:
-    """One child interpreter, started ahead of use, good for a single run."""
-
-    def __init__(self, memory_mb: int):
-        self.workdir = tempfile.mkdtemp(prefix="deepcoder-sandbox-")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-s", "-B", "-c", _BOOT, str(memory_mb)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            cwd=self.workdir,
-            env=_CHILD_ENV,
-            start_new_session=True,
-            close_fds=True,
-        )
-        self.ready = False
-
-    def wait_ready(self, timeout_s: float) -> bool:
-        """Block until the child reports it has loaded and limited itself."""
-        if not self.ready:
-            fd = self.proc.stdout.fileno()
-            readable, _, _ = select.select([fd], [], [], timeout_s)
-            self.ready = bool(readable) and os.read(fd, 1) == b"R"
-        return self.ready
-
-    def kill(self) -> None:
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-
-    def discard(self) -> None:
-        """Kill the process group, reap the child, close pipes and remove the workdir."""
-        self.kill()
-        try:
-            self.proc.communicate(timeout=_DRAIN_TIMEOUT_S)
-        except (subprocess.TimeoutExpired, ValueError, OSError):
-            pass
-        shutil.rmtree(self.workdir, ignore_errors=True)
-
-
 def _signal_name(number: int) -> str:
     try:
         return signal.Signals(number).name
@@ -115,30 +68,23 @@ def _signal_name(number: int) -> str:
         return f"signal {number}"
 
 
-def _discard_all(workers: list[_Worker]) -> None:
-    while workers:
-        workers.pop().discard()
+def _stop(box: list[ServerHandle]) -> None:
+    while box:
+        box.pop().stop()
 
 
 class PythonExecutor:
     """Runs Python source in a sandboxed child process and reports what happened."""
 
-    def __init__(
-        self,
-        timeout_s: float = 5.0,
-        memory_mb: int = 1024,
-        max_output_chars: int = 4000,
-        spare_workers: int = 1,
-    ):
+    def __init__(self, timeout_s: float = 5.0, memory_mb: int = 1024, max_output_chars: int = 4000):
         self.timeout_s = timeout_s
         self.memory_mb = memory_mb
         self.max_output_chars = max_output_chars
-        self.spare_workers = spare_workers
         self._lock = threading.Lock()
-        self._spares: list[_Worker] = []
-        self._finalizer = weakref.finalize(self, _discard_all, self._spares)
+        self._server: list[ServerHandle] = []  # at most one; a list so the finalizer can share it
+        self._finalizer = weakref.finalize(self, _stop, self._server)
         with self._lock:
-            self._refill()
+            self._server.append(ServerHandle(memory_mb))  # loads while the caller does other work
 
     def __enter__(self) -> PythonExecutor:
         return self
@@ -147,61 +93,67 @@ class PythonExecutor:
         self.close()
 
     def close(self) -> None:
-        """Stop the spare workers. The executor restarts them if used again."""
+        """Stop the fork server (and any child still running). It is restarted if used again."""
         with self._lock:
-            _discard_all(self._spares)
+            _stop(self._server)
 
     def run(self, code: str, timeout_s: float | None = None) -> ExecutionResult:
         """Execute `code`; never raises."""
         timeout_s = self.timeout_s if timeout_s is None else timeout_s
         try:
-            worker = self._take_worker()
-        except Exception as exc:  # noqa: BLE001 - e.g. out of processes or file descriptors
-            return ExecutionResult("", f"SandboxError: cannot start worker: {exc}", False, "crash", 0.0)
+            workdir = tempfile.mkdtemp(prefix="deepcoder-sandbox-")
+        except Exception as exc:  # noqa: BLE001 - e.g. out of disk or inodes
+            return ExecutionResult("", f"SandboxError: cannot create workdir: {exc}", False, "crash", 0.0)
+        pipes = None
         try:
-            return self._run_in(worker, code, timeout_s)
+            pipes = RunPipes()
+            request = json.dumps(
+                {"code": code, "timeout_s": timeout_s, "max_output_chars": self.max_output_chars,
+                 "workdir": workdir}
+            ).encode("utf-8", "surrogatepass")
+            self._submit(pipes.child_ends())
+            pipes.close(pipes.child_ends())
+            outcome = supervise(pipes, request, timeout_s, 4 * self.max_output_chars + 8, STARTUP_TIMEOUT_S)
+            return self._interpret(outcome, timeout_s)
         except Exception as exc:  # noqa: BLE001 - the contract is to report, not raise
             return ExecutionResult("", f"SandboxError: {type(exc).__name__}: {exc}", False, "crash", 0.0)
         finally:
-            worker.discard()
+            if pipes is not None:
+                pipes.close()
+            shutil.rmtree(workdir, ignore_errors=True)
 
-    def _take_worker(self) -> _Worker:
+    def _submit(self, fds: list[int]) -> None:
+        """Hand the run to the server, (re)starting it if it is not running; one retry."""
         with self._lock:
-            worker = self._spares.pop(0) if self._spares else _Worker(self.memory_mb)
-            self._refill()
-        return worker
+            for attempt in range(2):
+                if self._server and not self._server[0].alive():
+                    _stop(self._server)
+                if not self._server:
+                    self._server.append(ServerHandle(self.memory_mb))
+                try:
+                    self._server[0].submit(fds)
+                    return
+                except OSError:
+                    _stop(self._server)
+                    if attempt:
+                        raise
 
-    def _refill(self) -> None:
-        while len(self._spares) < self.spare_workers:
-            self._spares.append(_Worker(self.memory_mb))
-
-    def _run_in(self, worker: _Worker, code: str, timeout_s: float) -> ExecutionResult:
-        if not worker.wait_ready(_STARTUP_TIMEOUT_S):
-            worker.kill()
-            _, err = worker.proc.communicate(timeout=_DRAIN_TIMEOUT_S)
-            return self._crash("", err, worker.proc.returncode, 0.0, "sandbox worker failed to start")
-        request = json.dumps(
-            {"code": code, "timeout_s": timeout_s, "max_output_chars": self.max_output_chars}
-        ).encode("utf-8", "surrogatepass")
-        start = time.monotonic()
-        try:
-            out, err = worker.proc.communicate(request, timeout=timeout_s)
-            timed_out = False
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            out, err = worker.proc.communicate(timeout=_DRAIN_TIMEOUT_S)
-            timed_out = True
-        duration = time.monotonic() - start
-        stdout = self._cap(out.decode("utf-8", "replace"))
+    def _interpret(self, outcome: RawOutcome, timeout_s: float) -> ExecutionResult:
+        if outcome.spawn_error is not None:
+            return ExecutionResult("", f"Crash: cannot start sandbox child: {outcome.spawn_error}",
+                                   False, "crash", 0.0)
+        stdout = self._cap(outcome.stdout.decode("utf-8", "replace"))
+        err, duration = outcome.stderr, outcome.duration_s
         marker = err.rfind(RESULT_MARKER)
-        if marker >= 0 and not timed_out:
+        if marker >= 0 and not outcome.timed_out:
             reply = json.loads(err[marker + len(RESULT_MARKER):])
             return ExecutionResult(stdout, reply["error"], False, reply["exit_reason"], duration)
-        returncode = worker.proc.returncode
-        if timed_out or returncode == -signal.SIGXCPU:
+        if outcome.timed_out or outcome.returncode == -signal.SIGXCPU:
             error = f"TimeoutError: execution exceeded {timeout_s} s"
             return ExecutionResult(stdout, error, True, "timeout", duration)
-        return self._crash(stdout, err, returncode, duration, "sandbox process died")
+        if outcome.server_lost:
+            return self._crash(stdout, err, None, duration, "sandbox server died during the run")
+        return self._crash(stdout, err, outcome.returncode, duration, "sandbox process died")
 
     def _cap(self, text: str) -> str:
         if len(text) <= self.max_output_chars:
@@ -210,7 +162,9 @@ class PythonExecutor:
 
     @staticmethod
     def _crash(stdout: str, stderr: bytes, returncode: int | None, duration: float, what: str):
-        if returncode is not None and returncode < 0:
+        if returncode is None:
+            how = "status unknown"
+        elif returncode < 0:
             how = f"killed by {_signal_name(-returncode)}"
         else:
             how = f"exit code {returncode}"
