@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from deepcoder.agent.parsing import ParsedTurn, parse_turn
 from deepcoder.agent.prompts import observation_message, system_prompt, task_prompt
+from deepcoder.data.schema import SCHEMA_VERSION
 from deepcoder.tools import PythonExecutor, Tool, run_tests
 
 if TYPE_CHECKING:
     from deepcoder.problems import Problem
     from deepcoder.teachers.base import Policy
 
-SCHEMA_VERSION = 1
 FORMAT_REMINDER = ("Error: {error}. Reply with 'Thought:' then either 'Action:' and 'Action Input:', "
                    "or 'Final Answer:' with the complete program in a ```python block.")
 
