@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import DataLoader
 from transformers import PreTrainedTokenizerBase
 
+from deepcoder.data.cache import cached_examples, dataset_key
 from deepcoder.data.render import IGNORE_INDEX, RenderedExample, SpanStrategy, render_trajectory
 from deepcoder.data.spans import SPAN_INDEX
 from deepcoder.data.trajectories import load_trajectories
@@ -35,26 +36,35 @@ class TrajectoryDataModule(L.LightningDataModule):
 
     def __init__(self, trajectories: str, tokenizer: PreTrainedTokenizerBase, span: SpanStrategy,
                  only_passed: bool = True, val_fraction: float = 0.1, batch_size: int = 8,
-                 max_length: int = 2048, num_workers: int = 0, seed: int = 0) -> None:
+                 max_length: int = 2048, num_workers: int = 0, seed: int = 0, cache: bool = True) -> None:
         super().__init__()
         if not 0.0 <= val_fraction < 1.0:
             raise ValueError(f"data.val_fraction must be in [0, 1), got {val_fraction}")
         self.path, self.tokenizer, self.span = trajectories, tokenizer, span
         self.only_passed, self.val_fraction, self.batch_size = only_passed, val_fraction, batch_size
-        self.max_length, self.num_workers, self.seed = max_length, num_workers, seed
+        self.max_length, self.num_workers, self.seed, self.cache = max_length, num_workers, seed, cache
+        self.cache_hit = False
         self.train_set: list[RenderedExample] = []
         self.val_set: list[RenderedExample] = []
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set:
             return
-        rows = load_trajectories(self.path, self.only_passed)
-        if not rows:
-            raise ValueError(f"{self.path}: no usable trajectories (only_passed={self.only_passed})")
-        examples = [self._render(where, record) for where, record in rows]
+        if self.cache:
+            key = dataset_key(self.path, self.tokenizer, self.span, only_passed=self.only_passed,
+                              max_length=self.max_length)
+            examples, self.cache_hit = cached_examples(key, self._render_all)
+        else:
+            examples = self._render_all()
         random.Random(self.seed).shuffle(examples)
         n_val = int(len(examples) * self.val_fraction)
         self.val_set, self.train_set = examples[:n_val], examples[n_val:]
+
+    def _render_all(self) -> list[RenderedExample]:
+        rows = load_trajectories(self.path, self.only_passed)
+        if not rows:
+            raise ValueError(f"{self.path}: no usable trajectories (only_passed={self.only_passed})")
+        return [self._render(where, record) for where, record in rows]
 
     def _render(self, where: str, record: dict[str, Any]) -> RenderedExample:
         try:
