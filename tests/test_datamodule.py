@@ -57,3 +57,13 @@ def test_collate_pads_without_supervising_padding(trajectories, tiny_tokenizer):
     assert batch["input_ids"].shape == (2, 40)
     assert batch["attention_mask"][1].tolist() == [1, 1] + [0] * 38
     assert (batch["labels"][1, 2:] == -100).all()
+
+
+def test_a_bad_record_is_named_by_file_line_and_field(trajectories, tiny_tokenizer):
+    lines = trajectories.read_text().splitlines()
+    broken = json.loads(lines[2])
+    broken["messages"][1]["role"] = "robot"
+    lines[2] = json.dumps(broken)
+    trajectories.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=rf"{trajectories}:3: field 'messages.1.role'"):
+        build(trajectories, tiny_tokenizer, cache=False)

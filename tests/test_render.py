@@ -30,7 +30,8 @@ def make_record(turns=TURNS, observation="3", with_segments=True) -> dict:
             messages.append({"role": "user", "content": observation_message(observation)})
             step["observation"] = observation
         steps.append(step)
-    return {"trajectory_id": "t0", "problem_id": "p0", "messages": messages, "steps": steps}
+    return {"schema_version": 1, "trajectory_id": "t0", "problem_id": "p0",
+            "teacher": {"provider": "test", "model": "hand-written"}, "messages": messages, "steps": steps}
 
 
 def spans_text(tokenizer, example, span: str) -> str:

@@ -29,7 +29,7 @@ from deepcoder.data.importers import convert, read_records
 from deepcoder.data.render import SpanStrategy, character_labels, render_trajectory
 from deepcoder.data.spans import SPAN_NAMES, TRAINED_SPANS, StructuredSpans
 from deepcoder.data.text_spans import ReactSpans, ThinkSpans
-from deepcoder.data.trajectories import validate_record
+from deepcoder.data.schema import check_record
 
 STRATEGIES = {"structured": StructuredSpans, "react": ReactSpans, "think": ThinkSpans}
 COLOURS = {"prompt": "#8a8a8a", "reason": "#3b8eea", "action": "#23a55a", "observation": "#d7a400",
@@ -53,7 +53,7 @@ def load_record(path: str | Path, index: int) -> tuple[dict[str, Any], bool]:
         raise IndexError(f"{path}: no trajectory at index {index} (the file has {len(rows)} trajectories)")
     where, record = rows[index]
     if "trajectory_id" in record:
-        validate_record(record, where)
+        check_record(record, where)
         return record, False
     return convert(record, path, index, where), True
 

@@ -15,7 +15,7 @@ import argparse
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import (BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError, ValidationInfo,
                       field_validator)
@@ -115,6 +115,19 @@ class ValidationReport:
         return "\n".join([*self.errors, summary])
 
 
+def field_errors(exc: ValidationError, where: str) -> list[str]:
+    """One ``file:line: field 'a.b': message`` line per problem pydantic found."""
+    return [f"{where}: field '{'.'.join(map(str, e['loc'])) or '(record)'}': {e['msg']}" for e in exc.errors()]
+
+
+def check_record(record: Any, where: str) -> Trajectory:
+    """Validate one record; ``ValueError`` naming ``where`` and every bad field."""
+    try:
+        return Trajectory.model_validate(record)
+    except ValidationError as exc:
+        raise ValueError("\n".join(field_errors(exc, where))) from None
+
+
 def validate_file(path: str | Path) -> ValidationReport:
     """Check every line of a trajectory JSONL file; never raises for a bad record."""
     report = ValidationReport(Path(path))
@@ -133,8 +146,7 @@ def validate_file(path: str | Path) -> ValidationReport:
                 report.errors.append(f"{where}: invalid JSON: {exc.msg} (col {exc.colno})")
                 continue
             except ValidationError as exc:
-                report.errors += [f"{where}: field '{'.'.join(map(str, e['loc'])) or '(record)'}': {e['msg']}"
-                                  for e in exc.errors()]
+                report.errors += field_errors(exc, where)
                 continue
             report.n_valid += 1
             report.n_usable += int(record.error is None and record.passed is True)
