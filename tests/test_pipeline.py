@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -72,7 +73,7 @@ def test_train_saves_a_loadable_student_and_metrics(trained):
     tokenizer = AutoTokenizer.from_pretrained(student)
     assert tokenizer.chat_template and model.config.model_type == "qwen2"
     saved = json.loads((out / "metrics.json").read_text())
-    assert saved["steps"] == 4 and saved["n_train"] == 3 and saved["n_val"] == 2
+    assert saved["steps"] == 4 and saved["n_val"] >= 1 and saved["n_train"] >= 2
     for key in ("train/loss", "train/loss_reason", "train/loss_action", "train/loss_answer"):
         assert key in saved["start"] and key in saved["end"]
     assert "val/loss_action" in saved["final"]
@@ -148,3 +149,18 @@ def test_multirun_sweep_gives_each_job_its_own_output_dir(generated, tmp_path):
     metrics = sorted(tmp_path.glob("multirun/train/*/*/metrics.json"))
     assert [json.loads(m.read_text())["loss"] for m in metrics] == ["sft", "sad"]
     assert all((m.parent / "student" / "config.json").exists() for m in metrics)
+
+
+def test_gradient_accumulation_gives_the_same_step_as_one_big_batch(generated, tmp_path):
+    """1 × 4 and 2 × 2 (accumulated) make the same SGD step: one global token normaliser."""
+    students = []
+    for batch_size, accumulate in ((4, 1), (2, 2)):
+        out = tmp_path / f"b{batch_size}"
+        train(config("train", f"data.trajectories={generated[0] / 'trajectories.jsonl'}", "debug=fast",
+                     "data.val_fraction=0", f"data.batch_size={batch_size}", "data.cache=false",
+                     f"+trainer.accumulate_grad_batches={accumulate}", "trainer.max_steps=1",
+                     "trainer.gradient_clip_val=null", "optimizer._target_=torch.optim.SGD", "optimizer.lr=1.0",
+                     "~scheduler", f"output_dir={out}"))
+        students.append(AutoModelForCausalLM.from_pretrained(out / "student").state_dict())
+    for name, value in students[0].items():
+        torch.testing.assert_close(value, students[1][name], rtol=1e-5, atol=1e-6, msg=name)

@@ -33,9 +33,12 @@ class DistillationModule(L.LightningModule):
         backbone = getattr(self.model, self.model.base_model_prefix)
         hidden = backbone(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
         head = self.model.get_output_embeddings()
+        window = batch.get("window_tokens")  # training: the accumulation window's supervised tokens
         result = chunked_span_loss(hidden[:, :-1], head.weight, batch["labels"][:, 1:], batch["span_ids"][:, 1:],
-                                   self.loss.weights, bias=head.bias, chunk_size=self.chunk_size)
-        loss = result.loss
+                                   self.loss.weights, bias=head.bias, chunk_size=self.chunk_size, num_tokens=window)
+        # Lightning divides each micro-batch loss by accumulate_grad_batches; the window count
+        # already normalises the whole window, so undo that division: accumulation is then exact.
+        loss = result.loss * (self.trainer.accumulate_grad_batches if window is not None else 1)
         metrics: dict[str, torch.Tensor] = {}
         for span in sorted(TRAINED_SPANS):
             mask = result.span_ids == SPAN_INDEX[span]

@@ -14,6 +14,7 @@ from deepcoder.data.cache import cached_examples, dataset_key
 from deepcoder.data.render import IGNORE_INDEX, RenderedExample, SpanStrategy, render_trajectory
 from deepcoder.data.spans import SPAN_INDEX
 from deepcoder.data.trajectories import load_trajectories
+from deepcoder.data.windows import WindowBatchSampler, WindowTagged, supervised_tokens
 
 
 def collate(examples: list[RenderedExample], pad_id: int) -> dict[str, torch.Tensor]:
@@ -77,14 +78,23 @@ class TrajectoryDataModule(L.LightningDataModule):
         return {"n_train": len(self.train_set), "n_val": len(self.val_set),
                 "train_tokens": sum(tokens), "max_length": max(tokens, default=0)}
 
-    def _loader(self, data: list[RenderedExample], shuffle: bool) -> DataLoader:
-        generator = torch.Generator().manual_seed(self.seed)
-        return DataLoader(data, batch_size=self.batch_size, shuffle=shuffle, generator=generator,
-                          num_workers=self.num_workers,
-                          collate_fn=lambda batch: collate(batch, self.tokenizer.pad_token_id))
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, shuffle=True)
+        """Shuffled batches tagged with their accumulation window's supervised-token count."""
+        accumulate = getattr(self.trainer, "accumulate_grad_batches", 1) if self.trainer else 1
+        sampler = WindowBatchSampler([supervised_tokens(e) for e in self.train_set], self.batch_size,
+                                     accumulate=accumulate, seed=self.seed)
+        pad_id = self.tokenizer.pad_token_id
+
+        def collate_tagged(items: list[tuple[RenderedExample, int]]) -> dict[str, torch.Tensor]:
+            return {**collate([example for example, _ in items], pad_id),
+                    "window_tokens": torch.tensor(items[0][1])}
+
+        return DataLoader(WindowTagged(self.train_set), batch_sampler=sampler, num_workers=self.num_workers,
+                          collate_fn=collate_tagged)
 
     def val_dataloader(self) -> DataLoader | list:
-        return self._loader(self.val_set, shuffle=False) if self.val_set else []
+        if not self.val_set:
+            return []
+        return DataLoader(self.val_set, batch_size=self.batch_size, num_workers=self.num_workers,
+                          collate_fn=lambda batch: collate(batch, self.tokenizer.pad_token_id))
