@@ -26,7 +26,7 @@ from rich.table import Table
 from rich.text import Text
 
 from deepcoder.data.importers import convert, read_records
-from deepcoder.data.render import SpanStrategy, character_labels, render_trajectory
+from deepcoder.data.render import SpanStrategy, label_tokens
 from deepcoder.data.spans import SPAN_NAMES, TRAINED_SPANS, StructuredSpans
 from deepcoder.data.text_spans import ReactSpans, ThinkSpans
 from deepcoder.data.schema import check_record
@@ -90,15 +90,10 @@ def token_texts(tokenizer, ids: Sequence[int]) -> list[str]:
 
 def render_tokens(tokenizer, record: dict[str, Any], strategy: SpanStrategy) -> list[Token]:
     """Every token of the rendered trajectory with its span label and boundary flag."""
-    example = render_trajectory(tokenizer, record, strategy)
-    messages = [{"role": m["role"], "content": m["content"]} for m in record["messages"]]
-    text = tokenizer.apply_chat_template(messages, tokenize=False)
-    chars = character_labels(text, messages, record, strategy, tokenizer.eos_token or "")
-    encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    assert encoding["input_ids"] == example.input_ids, "render_trajectory tokenized the chat differently"
-    return [Token(piece, SPAN_NAMES[span], len(set(chars[start:end])) > 1)
-            for piece, span, (start, end) in zip(token_texts(tokenizer, example.input_ids), example.span_ids,
-                                                 encoding["offset_mapping"])]
+    tokens = label_tokens(tokenizer, record, strategy)
+    return [Token(piece, SPAN_NAMES[span], len(set(tokens.char_spans[start:end])) > 1)
+            for piece, span, (start, end) in zip(token_texts(tokenizer, tokens.input_ids), tokens.span_ids,
+                                                 tokens.offsets)]
 
 
 def load_tokens(path: str | Path, index: int = 0, span: str | None = None, model: str = "tiny") -> list[Token]:

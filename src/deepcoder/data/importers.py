@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import re
 import uuid
 from pathlib import Path
@@ -33,7 +32,7 @@ from deepcoder.agent.parsing import strip_fence
 from deepcoder.agent.prompts import OBSERVATION_PREFIX
 from deepcoder.data.schema import SCHEMA_VERSION
 from deepcoder.data.text_spans import ReactSpans
-from deepcoder.utils.jsonl import read_jsonl
+from deepcoder.utils.jsonl import read_jsonl, write_jsonl
 
 KEYWORD_RE = re.compile(r"^(?:Thought|Action|Action Input|Final Answer|Observation)(?: \d+)?:", re.MULTILINE)
 OBSERVATION_RE = re.compile(r"^Observation(?: \d+)?:")
@@ -163,15 +162,6 @@ def convert(record: dict[str, Any], source: str | Path, index: int, where: str) 
 def import_file(path: str | Path) -> list[dict[str, Any]]:
     """Every record of a FireAct file as our trajectory records; the first bad record raises."""
     return [convert(record, path, index, where) for index, (where, record) in enumerate(read_records(path))]
-
-
-def write_jsonl(records: list[dict[str, Any]], path: str | Path) -> None:
-    """Write records as JSONL atomically (temp file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def main(argv: list[str] | None = None) -> None:

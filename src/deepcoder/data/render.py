@@ -67,20 +67,33 @@ def character_labels(text: str, messages: list[dict[str, str]], record: dict[str
     return labels
 
 
-def render_trajectory(tokenizer: PreTrainedTokenizerBase, record: dict[str, Any], strategy: SpanStrategy,
-                      max_length: int | None = None) -> RenderedExample:
-    """Token ids, training labels and span ids of one trajectory record."""
+@dataclass(frozen=True)
+class LabelledTokens:
+    """The rendered chat's tokens with their character offsets and span ids, and the per-character labels."""
+
+    input_ids: list[int]
+    offsets: list[tuple[int, int]]
+    span_ids: list[int]
+    char_spans: list[int]
+
+
+def label_tokens(tokenizer: PreTrainedTokenizerBase, record: dict[str, Any], strategy: SpanStrategy) -> LabelledTokens:
+    """Render the chat once, label its characters, tokenise it, and give each token a span."""
     messages = [{"role": m["role"], "content": m["content"]} for m in record["messages"]]
     text = tokenizer.apply_chat_template(messages, tokenize=False)
     char_spans = character_labels(text, messages, record, strategy, tokenizer.eos_token or "")
     encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    offsets = [tuple(offset) for offset in encoding["offset_mapping"]]
+    span_ids = [char_spans[min(start, len(char_spans) - 1)] for start, _ in offsets]
+    return LabelledTokens(list(encoding["input_ids"]), offsets, span_ids, char_spans)
+
+
+def render_trajectory(tokenizer: PreTrainedTokenizerBase, record: dict[str, Any], strategy: SpanStrategy,
+                      max_length: int | None = None) -> RenderedExample:
+    """Token ids, training labels and span ids of one trajectory record."""
+    tokens = label_tokens(tokenizer, record, strategy)
     trained = {SPAN_INDEX[name] for name in TRAINED_SPANS}
-    input_ids, labels, span_ids = [], [], []
-    for token_id, (start, _end) in zip(encoding["input_ids"], encoding["offset_mapping"]):
-        span = char_spans[min(start, len(char_spans) - 1)]
-        input_ids.append(token_id)
-        span_ids.append(span)
-        labels.append(token_id if span in trained else IGNORE_INDEX)
-    if max_length is not None:
-        input_ids, labels, span_ids = input_ids[:max_length], labels[:max_length], span_ids[:max_length]
-    return RenderedExample(record.get("trajectory_id", ""), input_ids, labels, span_ids)
+    labels = [token if span in trained else IGNORE_INDEX for token, span in zip(tokens.input_ids, tokens.span_ids)]
+    end = len(tokens.input_ids) if max_length is None else max_length
+    return RenderedExample(record.get("trajectory_id", ""), tokens.input_ids[:end], labels[:end],
+                           tokens.span_ids[:end])

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deepcoder.tools.safe_modules import ALLOWED_MODULES
+from deepcoder.utils.paths import cache_dir as deepcoder_cache_dir
 
 _KB_VERSION = 1
 _WORD = re.compile(r"[a-z0-9]+")
@@ -83,16 +84,11 @@ def build_documents() -> list[dict]:
     return [unique[s] for s in sorted(unique)]
 
 
-def default_cache_dir() -> Path:
-    root = os.environ.get("DEEPCODER_CACHE")
-    return Path(root) / "retriever" if root else Path.home() / ".cache" / "deepcoder" / "retriever"
-
-
 class Retriever:
     """Searches the standard-library documentation knowledge base with BM25."""
 
     def __init__(self, cache_dir: str | os.PathLike | None = None, top_k: int = 3, max_chars_per_snippet: int = 400):
-        self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else deepcoder_cache_dir("retriever")
         self.top_k = top_k
         self.max_chars_per_snippet = max_chars_per_snippet
         self.loaded_from_cache: bool | None = None  # set when the knowledge base is loaded

@@ -14,6 +14,8 @@ import signal
 import time
 from dataclasses import dataclass
 
+from deepcoder.tools.sandbox_child import write_all
+
 DRAIN_TIMEOUT_S = 5.0
 MAX_STDERR_BYTES = 1 << 16
 
@@ -104,7 +106,7 @@ def supervise(pipes: RunPipes, request: bytes, timeout_s: float, max_stdout_byte
 
     start = time.monotonic()
     try:
-        _write_all(pipes.stdin_w, request)
+        write_all(pipes.stdin_w, request)
     except BrokenPipeError:  # the child died before reading it; its status tells why
         pass
     pipes.close([pipes.stdin_w])
@@ -139,9 +141,3 @@ def supervise(pipes: RunPipes, request: bytes, timeout_s: float, max_stdout_byte
     stdout = bytes(outputs[pipes.stdout_r][:max_stdout_bytes])
     stderr = bytes(outputs[pipes.stderr_r][-MAX_STDERR_BYTES:])
     return RawOutcome(stdout, stderr, status.returncode, timed_out, status.returncode is None, None, duration)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]

@@ -93,6 +93,15 @@ def write_json(path: str | Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
+def write_jsonl(records: list[dict[str, Any]], path: str | Path) -> None:
+    """Write a whole JSONL file atomically (temp file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    os.replace(tmp, path)
+
+
 def save_config(cfg: Any, output_dir: str | Path) -> None:
     """The resolved config of a stage, beside its outputs (keys are never in configs: env only)."""
     from omegaconf import OmegaConf
