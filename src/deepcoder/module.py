@@ -11,6 +11,8 @@ from deepcoder.chunked_loss import chunked_span_loss
 from deepcoder.data.spans import SPAN_INDEX, TRAINED_SPANS
 from deepcoder.losses import SpanLoss
 
+MODEL_INPUTS = ("input_ids", "attention_mask", "position_ids")  # packed batches carry position_ids
+
 
 class DistillationModule(L.LightningModule):
     """Trains a causal LM on span-labelled trajectories with a :class:`~deepcoder.losses.SpanLoss`.
@@ -31,7 +33,8 @@ class DistillationModule(L.LightningModule):
     def _step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
         """Hidden states → chunked projection + loss on supervised positions only (no full logits)."""
         backbone = getattr(self.model, self.model.base_model_prefix)
-        hidden = backbone(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+        inputs = {key: batch[key] for key in MODEL_INPUTS if batch.get(key) is not None}
+        hidden = backbone(**inputs).last_hidden_state
         head = self.model.get_output_embeddings()
         window = batch.get("window_tokens")  # training: the accumulation window's supervised tokens
         result = chunked_span_loss(hidden[:, :-1], head.weight, batch["labels"][:, 1:], batch["span_ids"][:, 1:],
