@@ -8,17 +8,19 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from deepcoder.generation import generate_trajectories
-from deepcoder.utils.console import print_metrics
+from deepcoder.generation.report import print_report
+from deepcoder.generation.shards import check_shard
 from deepcoder.utils.jsonl import save_config
 
 
 def generate(cfg: DictConfig) -> dict[str, Any]:
+    check_shard(cfg.shard, cfg.num_shards)  # before any cost: loading problems, a teacher's model check
     problems = instantiate(cfg.problems)
     save_config(cfg, cfg.output_dir)
     teacher = instantiate(cfg.teacher)
     agent = instantiate(cfg.agent)
-    report = generate_trajectories(problems, teacher, agent, cfg.output_dir, num_workers=cfg.num_workers)
-    shown = {key: report[key] for key in ("n_problems", "n_resumed", "n_new", "n_trajectories", "n_passed",
-                                          "n_errors", "pass_rate", "seconds")}
-    print_metrics(f"generate: {teacher.provider}/{teacher.model} → {cfg.output_dir}", shown)
+    report = generate_trajectories(problems, teacher, agent, cfg.output_dir, num_workers=cfg.num_workers,
+                                   shard=cfg.shard, num_shards=cfg.num_shards)
+    shard = f" (shard {cfg.shard} of {cfg.num_shards})" if cfg.num_shards > 1 else ""
+    print_report(f"generate: {teacher.provider}/{teacher.model}{shard} → {cfg.output_dir}", report)
     return report
