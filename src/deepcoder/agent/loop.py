@@ -57,10 +57,12 @@ class Agent:
             usage["prompt_tokens"] += completion.prompt_tokens
             usage["completion_tokens"] += completion.completion_tokens
             latency += completion.latency_s
-            turn = parse_turn(completion.text, set(self.tools))
+            turn = parse_turn(completion.turn, set(self.tools))  # separate reasoning arrives as <think>
             messages.append({"role": "assistant", "content": turn.text})
-            step = _step_record(turn, completion.reasoning)
-            step["raw"] = completion.text if completion.text != turn.text else None  # exactly as received
+            step = _step_record(turn)
+            step["raw"] = completion.turn if completion.turn != turn.text else None  # exactly as received
+            if completion.logprobs is not None:
+                step["logprobs"] = completion.logprobs
             steps.append(step)
             if turn.is_final:
                 final_answer, stop = turn.final_answer, "final_answer"
@@ -109,11 +111,10 @@ class Agent:
         return {"passed": outcome.passed, "error": outcome.error}
 
 
-def _step_record(turn: ParsedTurn, reasoning: str | None) -> dict[str, Any]:
+def _step_record(turn: ParsedTurn) -> dict[str, Any]:
     """A step as stored: the parsed fields plus the labelled character segments of the turn."""
-    thought = "\n".join(p for p in (reasoning, turn.thought) if p)
     return {
-        "thought": thought,
+        "thought": turn.thought,
         "action": {"tool": turn.tool, "input": turn.tool_input} if turn.is_action else None,
         "observation": None,
         "tool_ok": None,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, Sequence
+
+from deepcoder.teachers.reasoning import with_reasoning
 
 if TYPE_CHECKING:
     from deepcoder.problems import Problem
@@ -14,13 +16,20 @@ Message = dict[str, str]
 
 @dataclass(frozen=True)
 class Completion:
-    """One model turn. ``reasoning`` holds a provider's separate reasoning channel, if any."""
+    """One model turn. ``reasoning`` holds a provider's separate reasoning channel, if any;
+    ``logprobs`` the top-k log-probabilities of the content's tokens where the server returns them."""
 
     text: str
     prompt_tokens: int
     completion_tokens: int
     latency_s: float
     reasoning: str | None = None
+    logprobs: list[dict[str, Any]] | None = None
+
+    @property
+    def turn(self) -> str:
+        """The assistant message the agent records: separate reasoning inlined as a ``<think>`` block."""
+        return with_reasoning(self.text, self.reasoning)
 
 
 class Policy(Protocol):

@@ -1,0 +1,1 @@
+"""Test infrastructure that tests and benchmarks share: the scripted chat-completions server."""
