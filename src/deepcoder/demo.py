@@ -1,7 +1,10 @@
-"""``make demo``: the whole pipeline offline — generate → train → evaluate — through the real CLIs.
+"""``make demo``: the whole pipeline offline — generate → train (sad and sft) → evaluate → compare.
 
 Each stage runs as the command a user would type, so the demo exercises exactly the documented
-entry points. Writes ``outputs/demo/summary.json`` and prints one table at the end.
+entry points. Layout under ``outputs/demo/``: ``generate/``; per loss ``<loss>/train``,
+``<loss>/eval_train`` (the problems it trained on), ``<loss>/eval_heldout`` (held-out HumanEval);
+``teacher/eval_heldout`` (the reference teacher through the same loop and scorer); ``compare/``
+(experiments/compare.py's table and plots); ``summary.json``. Prints one table at the end.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Sequence
 
 from rich.console import Console
 from rich.table import Table
@@ -19,6 +23,8 @@ from rich.table import Table
 from deepcoder.utils.jsonl import write_json
 
 ROOT = Path(__file__).resolve().parents[2]
+LOSSES = ("sad", "sft")
+HEADLINE = "sad"  # the loss whose numbers fill the contract keys of summary.json
 console = Console()
 
 
@@ -28,23 +34,59 @@ def stage(script: str, *overrides: str) -> None:
     subprocess.run(command, cwd=ROOT, check=True)
 
 
-def main(out: Path = ROOT / "outputs" / "demo", heldout_limit: int = 5) -> dict:
+def main(out: Path = ROOT / "outputs" / "demo", heldout_limit: int = 5, problem_limit: int | None = None,
+         train_overrides: Sequence[str] = (), eval_overrides: Sequence[str] = ()) -> dict:
+    """Run the demo into ``out``; ``problem_limit`` and the overrides shrink it for tests."""
     started = time.perf_counter()
     shutil.rmtree(out, ignore_errors=True)
-    stage("generate.py", "teacher=reference", "problems=sample", f"output_dir={out / 'generate'}")
-    stage("train.py", "experiment=demo", "model=tiny", "loss=sad",
-          f"data.trajectories={out / 'generate' / 'trajectories.jsonl'}", f"output_dir={out / 'train'}")
-    student = out / "train" / "student"
-    stage("evaluate.py", f"student={student}", "problems=sample", f"output_dir={out / 'eval_train'}")
-    stage("evaluate.py", f"student={student}", "problems=humaneval", f"problems.limit={heldout_limit}",
-          f"output_dir={out / 'eval_heldout'}")
+    limit = [f"problems.limit={problem_limit}"] if problem_limit else []
+    heldout = ["problems=humaneval", f"problems.limit={heldout_limit}"]
+    stage("generate.py", "teacher=reference", "problems=sample", *limit, f"output_dir={out / 'generate'}")
+    for loss in LOSSES:
+        stage("train.py", "experiment=demo", "model=tiny", f"loss={loss}",
+              f"data.trajectories={out / 'generate' / 'trajectories.jsonl'}", f"output_dir={out / loss / 'train'}",
+              *train_overrides)
+        student = out / loss / "train" / "student"
+        stage("evaluate.py", f"student={student}", "problems=sample", *limit, f"output_dir={out / loss / 'eval_train'}",
+              *eval_overrides)
+        stage("evaluate.py", f"student={student}", *heldout, f"output_dir={out / loss / 'eval_heldout'}",
+              *eval_overrides)
+    stage("evaluate.py", "teacher=reference", *heldout, f"output_dir={out / 'teacher' / 'eval_heldout'}")
+    compared = _compare(out)
     generated = _read(out / "generate" / "report.json")
-    trained = _read(out / "train" / "metrics.json")
-    on_train = _read(out / "eval_train" / "report.json")
-    heldout = _read(out / "eval_heldout" / "report.json")
+    runs = {loss: _run_summary(out / loss) for loss in LOSSES}
+    teacher = _read(out / "teacher" / "eval_heldout" / "report.json")
     summary = {
         "n_trajectories": generated["n_trajectories"],
         "n_passed": generated["n_passed"],
+        **{key: runs[HEADLINE][key] for key in ("train_pass_at_1", "heldout_pass_at_1", "train_action_validity",
+                                                "heldout_action_validity", "loss_start", "loss_end", "train_steps")},
+        "runs": runs,
+        "teacher_heldout_pass_at_1": teacher["pass_at_1"],
+        "compare": compared,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    write_json(out / "summary.json", summary)
+    console.print(_table(summary, runs[HEADLINE]["n_train"], teacher["n"]))
+    return summary
+
+
+def _compare(out: Path) -> str | None:
+    """experiments/compare.py over the runs and the teacher, when the script is present."""
+    script = ROOT / "experiments" / "compare.py"
+    if not script.exists():
+        return None
+    target = out / "compare"
+    stage("experiments/compare.py", *(str(out / loss) for loss in LOSSES), "--teacher", str(out / "teacher"),
+          "--out", str(target))
+    return str(target)
+
+
+def _run_summary(run: Path) -> dict:
+    trained = _read(run / "train" / "metrics.json")
+    on_train = _read(run / "eval_train" / "report.json")
+    heldout = _read(run / "eval_heldout" / "report.json")
+    return {
         "train_pass_at_1": on_train["pass_at_1"],
         "heldout_pass_at_1": heldout["pass_at_1"],
         "train_action_validity": on_train["action_validity"],
@@ -52,11 +94,8 @@ def main(out: Path = ROOT / "outputs" / "demo", heldout_limit: int = 5) -> dict:
         "loss_start": trained["start"],
         "loss_end": trained["end"],
         "train_steps": trained["steps"],
-        "seconds": round(time.perf_counter() - started, 1),
+        "n_train": on_train["n"],
     }
-    write_json(out / "summary.json", summary)
-    console.print(_table(summary, on_train["n"], heldout["n"]))
-    return summary
 
 
 def _read(path: Path) -> dict:
@@ -64,21 +103,30 @@ def _read(path: Path) -> dict:
 
 
 def _table(summary: dict, n_train: int, n_heldout: int) -> Table:
-    table = Table(title="DeepCoder demo (teacher=reference, model=tiny, loss=sad)")
+    runs = summary["runs"]
+    table = Table(title="DeepCoder demo (teacher=reference, model=tiny)")
     table.add_column("what")
-    table.add_column("start", justify="right")
-    table.add_column("end / value", justify="right")
-    table.add_row("trajectories generated / passed", "", f"{summary['n_trajectories']} / {summary['n_passed']}")
+    for loss in LOSSES:
+        table.add_column(f"loss={loss}", justify="right")
+    table.add_row("trajectories generated / passed",
+                  *[f"{summary['n_trajectories']} / {summary['n_passed']}"] * len(LOSSES))
     for span in ("loss", "loss_reason", "loss_action", "loss_answer"):
         key = f"train/{span}"
-        if key in summary["loss_start"]:
-            table.add_row(f"training {span} ({summary['train_steps']} steps)",
-                          f"{summary['loss_start'][key]:.3f}", f"{summary['loss_end'][key]:.3f}")
-    table.add_row(f"student pass@1, trained problems (n={n_train})", "", f"{summary['train_pass_at_1']:.2f}")
-    table.add_row(f"student pass@1, held-out HumanEval (n={n_heldout})", "", f"{summary['heldout_pass_at_1']:.2f}")
-    table.add_row("student action validity, trained / held-out", "",
-                  f"{summary['train_action_validity']:.2f} / {summary['heldout_action_validity']:.2f}")
-    table.add_row("seconds", "", f"{summary['seconds']}")
+        if all(key in runs[loss]["loss_start"] for loss in LOSSES):
+            table.add_row(f"training {span}, start → end",
+                          *[f"{runs[loss]['loss_start'][key]:.3f} → {runs[loss]['loss_end'][key]:.3f}"
+                            for loss in LOSSES])
+    table.add_row("training steps", *[str(runs[loss]["train_steps"]) for loss in LOSSES])
+    table.add_row(f"student pass@1, trained problems (n={n_train})",
+                  *[f"{runs[loss]['train_pass_at_1']:.2f}" for loss in LOSSES])
+    table.add_row(f"student pass@1, held-out HumanEval (n={n_heldout})",
+                  *[f"{runs[loss]['heldout_pass_at_1']:.2f}" for loss in LOSSES])
+    table.add_row("student action validity, trained / held-out",
+                  *[f"{runs[loss]['train_action_validity']:.2f} / {runs[loss]['heldout_action_validity']:.2f}"
+                    for loss in LOSSES])
+    table.add_row(f"reference teacher pass@1, held-out (n={n_heldout})",
+                  *[f"{summary['teacher_heldout_pass_at_1']:.2f}"] * len(LOSSES))
+    table.add_row("seconds (whole demo)", *[f"{summary['seconds']}"] * len(LOSSES))
     return table
 
 
