@@ -8,7 +8,7 @@ import pytest
 
 import deepcoder.data.datamodule as datamodule_module
 from deepcoder.data.datamodule import TrajectoryDataModule, collate
-from deepcoder.data.spans import StructuredSpans
+from deepcoder.data.spans import SPAN_INDEX, SPAN_NAMES, StructuredSpans
 
 from test_render import make_record
 
@@ -67,3 +67,14 @@ def test_a_bad_record_is_named_by_file_line_and_field(trajectories, tiny_tokeniz
     trajectories.write_text("\n".join(lines) + "\n")
     with pytest.raises(ValueError, match=rf"{trajectories}:3: field 'messages.1.role'"):
         build(trajectories, tiny_tokenizer, cache=False)
+
+
+def test_stats_report_tokens_and_shares_per_span(trajectories, tiny_tokenizer):
+    module = build(trajectories, tiny_tokenizer, cache=False)
+    stats = module.stats()
+    example = module.train_set[0]
+    assert stats["span_tokens"] == {name: 3 * example.span_ids.count(SPAN_INDEX[name]) for name in SPAN_NAMES}
+    assert sum(stats["span_tokens"].values()) == stats["train_tokens"]
+    assert stats["span_shares"]["reason"] == round(stats["span_tokens"]["reason"] / stats["train_tokens"], 4)
+    assert stats["real_token_share"] == 1.0  # identical lengths: no padding
+    assert stats["dropped"]["not_passed"] == 0 and stats["train_rows"] == 3

@@ -2,7 +2,8 @@
 
 The key covers everything that decides the token ids and labels: the trajectory file's bytes,
 the tokenizer (its full serialisation and chat template), the span strategy and its settings,
-the filters, ``max_length`` and the renderer's version.
+``max_length`` and the renderer's version. Each example is stored with its
+:class:`~deepcoder.data.example_info.ExampleInfo`, so filters and curricula need no re-render.
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ from typing import Any, Callable
 
 from transformers import PreTrainedTokenizerBase
 
+from deepcoder.data.example_info import ExampleInfo, Item
 from deepcoder.data.render import RenderedExample
 from deepcoder.utils.jsonl import write_json
 from deepcoder.utils.paths import cache_dir
 
 log = logging.getLogger(__name__)
 
-RENDER_VERSION = 1  # bump when render.py or the span rules change what they produce
+RENDER_VERSION = 2  # bump when render.py, the span rules or the stored fields change
 
 
 def dataset_key(path: str | Path, tokenizer: PreTrainedTokenizerBase, span: Any, **settings: Any) -> str:
@@ -36,12 +38,13 @@ def dataset_key(path: str | Path, tokenizer: PreTrainedTokenizerBase, span: Any,
     return digest.hexdigest()[:20]
 
 
-def cached_examples(key: str, build: Callable[[], list[RenderedExample]]) -> tuple[list[RenderedExample], bool]:
+def cached_examples(key: str, build: Callable[[], list[Item]]) -> tuple[list[Item], bool]:
     """The examples stored under ``key``, or ``build()``'s result stored there; and whether it was a hit."""
     path = cache_dir("datasets") / f"{key}.json"
     if path.exists():
         log.info("rendered examples from cache %s", path)
-        return [RenderedExample(**row) for row in json.loads(path.read_text(encoding="utf-8"))], True
-    examples = build()
-    write_json(path, [asdict(example) for example in examples])
-    return examples, False
+        rows = json.loads(path.read_text(encoding="utf-8"))
+        return [(RenderedExample(**row["example"]), ExampleInfo(**row["info"])) for row in rows], True
+    items = build()
+    write_json(path, [{"example": asdict(example), "info": asdict(info)} for example, info in items])
+    return items, False

@@ -1,8 +1,10 @@
-"""The LightningDataModule: trajectories → rendered examples → dynamically padded batches."""
+"""The LightningDataModule: trajectories → rendered, filtered examples → padded or packed batches."""
 
 from __future__ import annotations
 
+import logging
 import random
+from functools import partial
 from typing import Any
 
 import lightning as L
@@ -11,10 +13,18 @@ from torch.utils.data import DataLoader
 from transformers import PreTrainedTokenizerBase
 
 from deepcoder.data.cache import cached_examples, dataset_key
+from deepcoder.data.curriculum import Curriculum
+from deepcoder.data.example_info import ExampleInfo, Item, describe
+from deepcoder.data.filters import Filters
+from deepcoder.data.loader import ResumableDataLoader
+from deepcoder.data.packing import collate_packed, pack
 from deepcoder.data.render import IGNORE_INDEX, RenderedExample, SpanStrategy, render_trajectory
 from deepcoder.data.spans import SPAN_INDEX
+from deepcoder.data.stats import real_token_share, span_statistics
 from deepcoder.data.trajectories import load_trajectories
 from deepcoder.data.windows import WindowBatchSampler, WindowTagged, supervised_tokens
+
+log = logging.getLogger(__name__)
 
 
 def collate(examples: list[RenderedExample], pad_id: int) -> dict[str, torch.Tensor]:
@@ -32,69 +42,126 @@ def collate(examples: list[RenderedExample], pad_id: int) -> dict[str, torch.Ten
     }
 
 
+def collate_tagged(items: list[tuple[list[RenderedExample], int]], pad_id: int,
+                   packed: bool) -> dict[str, torch.Tensor]:
+    """A training batch of rows (packed, or one example each) with its window's supervised-token count."""
+    rows = [row for row, _ in items]
+    batch = collate_packed(rows, pad_id) if packed else collate([row[0] for row in rows], pad_id)
+    return {**batch, "window_tokens": torch.tensor(items[0][1])}
+
+
 class TrajectoryDataModule(L.LightningDataModule):
-    """Renders every usable trajectory once, splits train/validation by a seeded shuffle."""
+    """Renders every usable trajectory once (cached), filters, splits train/validation by a seeded shuffle.
+
+    Training batches come from a :class:`~deepcoder.data.windows.WindowBatchSampler` (exact
+    gradient accumulation, DDP sharding, length grouping, curriculum) through a
+    :class:`~deepcoder.data.loader.ResumableDataLoader` (mid-epoch resume). With ``packing``,
+    examples are packed into evenly filled rows of at most ``pack_length`` (default
+    ``max_length``) tokens; see :mod:`deepcoder.data.packing`. Filters run after the cache.
+    """
 
     def __init__(self, trajectories: str, tokenizer: PreTrainedTokenizerBase, span: SpanStrategy,
                  only_passed: bool = True, val_fraction: float = 0.1, batch_size: int = 8,
-                 max_length: int = 2048, num_workers: int = 0, seed: int = 0, cache: bool = True) -> None:
+                 max_length: int = 2048, num_workers: int = 0, seed: int = 0, cache: bool = True,
+                 filters: Filters | None = None, curriculum: Curriculum | None = None, packing: bool = False,
+                 pack_length: int | None = None, group_by_length: bool = False) -> None:
         super().__init__()
         if not 0.0 <= val_fraction < 1.0:
             raise ValueError(f"data.val_fraction must be in [0, 1), got {val_fraction}")
+        if pack_length is not None and pack_length < 1:
+            raise ValueError(f"data.pack_length must be >= 1 or null, got {pack_length}")
         self.path, self.tokenizer, self.span = trajectories, tokenizer, span
         self.only_passed, self.val_fraction, self.batch_size = only_passed, val_fraction, batch_size
         self.max_length, self.num_workers, self.seed, self.cache = max_length, num_workers, seed, cache
+        self.filters, self.curriculum = filters or Filters(), curriculum or Curriculum()
+        self.packing, self.pack_length, self.group_by_length = packing, pack_length or max_length, group_by_length
         self.cache_hit = False
+        self.dropped: dict[str, int] = {}
         self.train_set: list[RenderedExample] = []
+        self.train_info: list[ExampleInfo] = []
         self.val_set: list[RenderedExample] = []
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set:
             return
         if self.cache:
-            key = dataset_key(self.path, self.tokenizer, self.span, only_passed=self.only_passed,
-                              max_length=self.max_length)
-            examples, self.cache_hit = cached_examples(key, self._render_all)
+            key = dataset_key(self.path, self.tokenizer, self.span, max_length=self.max_length)
+            items, self.cache_hit = cached_examples(key, self._render_all)
         else:
-            examples = self._render_all()
-        random.Random(self.seed).shuffle(examples)
-        n_val = int(len(examples) * self.val_fraction)
-        self.val_set, self.train_set = examples[:n_val], examples[n_val:]
+            items = self._render_all()
+        items, self.dropped = self.filters.apply(items, self.only_passed)
+        if not items:
+            raise ValueError(f"{self.path}: no usable trajectories (only_passed={self.only_passed}, "
+                             f"dropped: {self.dropped})")
+        random.Random(self.seed).shuffle(items)
+        n_val = int(len(items) * self.val_fraction)
+        self.val_set = [example for example, _ in items[:n_val]]
+        self.train_set = [example for example, _ in items[n_val:]]
+        self.train_info = [info for _, info in items[n_val:]]
 
-    def _render_all(self) -> list[RenderedExample]:
-        rows = load_trajectories(self.path, self.only_passed)
+    def _render_all(self) -> list[Item]:
+        rows = load_trajectories(self.path, only_passed=False)  # only_passed is a filter, after the cache
         if not rows:
-            raise ValueError(f"{self.path}: no usable trajectories (only_passed={self.only_passed})")
+            raise ValueError(f"{self.path}: no usable trajectories (every record has an error)")
         return [self._render(where, record) for where, record in rows]
 
-    def _render(self, where: str, record: dict[str, Any]) -> RenderedExample:
+    def _render(self, where: str, record: dict[str, Any]) -> Item:
         try:
-            return render_trajectory(self.tokenizer, record, self.span, self.max_length)
+            full = render_trajectory(self.tokenizer, record, self.span)
         except (ValueError, KeyError, TypeError, IndexError) as exc:
             raise ValueError(f"{where}: cannot render: {exc}") from exc
+        end = self.max_length
+        example = RenderedExample(full.trajectory_id, full.input_ids[:end], full.labels[:end], full.span_ids[:end])
+        return example, describe(record, len(full))
+
+    def train_rows(self) -> list[list[int]]:
+        """Training rows as lists of example indices: packs, or one example each."""
+        if self.packing:
+            return pack([len(e) for e in self.train_set], self.pack_length, seed=self.seed)
+        return [[i] for i in range(len(self.train_set))]
+
+    def train_sampler(self, rows: list[list[int]]) -> WindowBatchSampler:
+        """The training batch sampler for the attached trainer's accumulation and DDP world."""
+        trainer = self.trainer
+        accumulate = getattr(trainer, "accumulate_grad_batches", 1) if trainer else 1
+        world_size, rank = (trainer.world_size, trainer.global_rank) if trainer else (1, 0)
+        examples, infos = self.train_set, self.train_info
+        scores = [max(self.curriculum.score(examples[i], infos[i]) for i in row) for row in rows] \
+            if self.curriculum.active else None  # a pack is as hard as its hardest example
+        return WindowBatchSampler([sum(supervised_tokens(examples[i]) for i in row) for row in rows],
+                                  self.batch_size, accumulate=accumulate, seed=self.seed,
+                                  lengths=[sum(len(examples[i]) for i in row) for row in rows],
+                                  group_by_length=self.group_by_length, curriculum=self.curriculum, scores=scores,
+                                  world_size=world_size, rank=rank)
 
     def stats(self) -> dict[str, Any]:
+        """Sizes, filter drops, tokens and shares per span, and the real-token share of epoch 0's batches."""
         tokens = [len(e) for e in self.train_set]
+        rows = self.train_rows()
+        share = _real_token_share(self.train_sampler(rows)) if rows else 0.0
         return {"n_train": len(self.train_set), "n_val": len(self.val_set),
-                "train_tokens": sum(tokens), "max_length": max(tokens, default=0)}
-
+                "train_tokens": sum(tokens), "max_length": max(tokens, default=0),
+                "dropped": dict(self.dropped), **span_statistics(self.train_set),
+                "packing": self.packing, "train_rows": len(rows), "real_token_share": round(share, 4)}
 
     def train_dataloader(self) -> DataLoader:
-        """Shuffled batches tagged with their accumulation window's supervised-token count."""
-        accumulate = getattr(self.trainer, "accumulate_grad_batches", 1) if self.trainer else 1
-        sampler = WindowBatchSampler([supervised_tokens(e) for e in self.train_set], self.batch_size,
-                                     accumulate=accumulate, seed=self.seed)
-        pad_id = self.tokenizer.pad_token_id
-
-        def collate_tagged(items: list[tuple[RenderedExample, int]]) -> dict[str, torch.Tensor]:
-            return {**collate([example for example, _ in items], pad_id),
-                    "window_tokens": torch.tensor(items[0][1])}
-
-        return DataLoader(WindowTagged(self.train_set), batch_sampler=sampler, num_workers=self.num_workers,
-                          collate_fn=collate_tagged)
+        """Batches tagged with their accumulation window's supervised-token count; resumable mid-epoch."""
+        rows = self.train_rows()
+        sampler = self.train_sampler(rows)
+        log.info("training on %d examples in %d rows (packing=%s): %d batches an epoch, %.1f%% real tokens",
+                 len(self.train_set), len(rows), self.packing, len(sampler), 100 * _real_token_share(sampler))
+        return ResumableDataLoader(WindowTagged(self.train_set, rows), batch_sampler=sampler,
+                                   num_workers=self.num_workers,
+                                   collate_fn=partial(collate_tagged, pad_id=self.tokenizer.pad_token_id,
+                                                      packed=self.packing))
 
     def val_dataloader(self) -> DataLoader | list:
         if not self.val_set:
             return []
         return DataLoader(self.val_set, batch_size=self.batch_size, num_workers=self.num_workers,
-                          collate_fn=lambda batch: collate(batch, self.tokenizer.pad_token_id))
+                          collate_fn=partial(collate, pad_id=self.tokenizer.pad_token_id))
+
+
+def _real_token_share(sampler: WindowBatchSampler) -> float:
+    """The real-token share of the padded batches of epoch 0's plan (all ranks)."""
+    return real_token_share([[sampler.lengths[i] for i in batch] for window in sampler.plan(0) for batch in window])
