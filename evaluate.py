@@ -7,8 +7,8 @@ from deepcoder.run.evaluate import evaluate
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
-def main(cfg: DictConfig) -> None:
-    evaluate(cfg)
+def main(cfg: DictConfig) -> float:
+    return evaluate(cfg)["pass_at_1"]  # the sweeper's objective in a -m run
 
 
 if __name__ == "__main__":

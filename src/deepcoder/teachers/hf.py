@@ -19,7 +19,10 @@ class HFPolicy:
     the assistant turn or at a hallucinated ``Observation:``.
 
     The prompt is rendered with the same chat template as the training data, plus the generation
-    prompt, so the student continues exactly where its training targets began.
+    prompt, so the student continues exactly where its training targets began. Sampling is seeded
+    per call (``seed``, default the configured one) inside a forked RNG, so a sampled episode
+    depends only on its own seed. :meth:`complete_batch` draws ``n`` turns from one prompt in one
+    ``generate`` call (``num_return_sequences``): every sample's first turn shares the prompt.
     """
 
     provider = "hf"
@@ -30,6 +33,8 @@ class HFPolicy:
         if not model:
             raise ValueError("teacher.model is not set: pass student=DIR (a train.py output's student/ folder) "
                              "or teacher.model=HUB_ID_OR_PATH")
+        if temperature < 0:
+            raise ValueError(f"teacher.temperature must be >= 0, got {temperature}")
         self.model = str(model)
         self.max_new_tokens, self.temperature, self.top_p = max_new_tokens, temperature, top_p
         self.stop, self.seed = list(stop), seed
@@ -46,22 +51,44 @@ class HFPolicy:
         """Wrap an already loaded model (tests, or evaluation right after training)."""
         return cls(name, device=str(next(lm.parameters()).device), lm=lm, tokenizer=tokenizer, **kwargs)
 
-    def complete(self, messages: Sequence[Message], *, problem: "Problem") -> Completion:
+    @property
+    def lm(self) -> torch.nn.Module:
+        return self._lm
+
+    @property
+    def tokenizer(self) -> PreTrainedTokenizerBase:
+        return self._tokenizer
+
+    @property
+    def sampling(self) -> bool:
+        return self.temperature > 0
+
+    def complete(self, messages: Sequence[Message], *, problem: "Problem", seed: int | None = None) -> Completion:
+        return self.complete_batch(messages, 1, problem=problem, seed=seed)[0]
+
+    def complete_batch(self, messages: Sequence[Message], n: int, *, problem: "Problem",
+                       seed: int | None = None) -> list[Completion]:
+        """``n`` continuations of one prompt in one ``generate`` call (identical when greedy)."""
         lm, tokenizer = self._lm, self._tokenizer
         start = time.perf_counter()
         text = tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
         inputs = tokenizer(text, add_special_tokens=False, return_tensors="pt").to(self.device)
-        sampling = self.temperature > 0
-        if sampling:
-            torch.manual_seed(self.seed)
-        with torch.inference_mode():
+        devices = [torch.device(self.device).index or 0] if self.device.startswith("cuda") else []
+        with torch.random.fork_rng(devices=devices), torch.inference_mode():
+            torch.manual_seed(self.seed if seed is None else seed)
             output = lm.generate(
-                **inputs, max_new_tokens=self.max_new_tokens, do_sample=sampling,
-                temperature=self.temperature if sampling else None, top_p=self.top_p if sampling else None,
-                top_k=None, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+                **inputs, max_new_tokens=self.max_new_tokens, do_sample=self.sampling,
+                temperature=self.temperature if self.sampling else None,
+                top_p=self.top_p if self.sampling else None, top_k=None, num_return_sequences=n,
+                eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
                 stop_strings=self.stop or None, tokenizer=tokenizer,
             )
-        new_tokens = output[0, inputs["input_ids"].shape[1]:]
-        completion = tokenizer.decode(new_tokens, skip_special_tokens=True)
-        return Completion(completion, int(inputs["input_ids"].shape[1]), int(new_tokens.shape[0]),
-                          time.perf_counter() - start)
+        prompt_tokens = int(inputs["input_ids"].shape[1])
+        latency = (time.perf_counter() - start) / n
+        completions = []
+        pad = tokenizer.pad_token_id
+        for row in output[:, prompt_tokens:]:  # shorter rows of a batch are padded after they stop
+            generated = int((row != pad).sum()) if n > 1 and pad is not None else int(row.shape[0])
+            completions.append(Completion(tokenizer.decode(row, skip_special_tokens=True), prompt_tokens,
+                                          generated, latency))
+        return completions

@@ -1,0 +1,41 @@
+"""Compare runs and the teacher: ``python experiments/compare.py RUN_DIR… [--teacher DIR] --out DIR``.
+
+A RUN_DIR is laid out like ``outputs/demo/sad`` (``train/``, ``eval_train/``, ``eval_heldout/``,
+any subset) or is one ``evaluate.py`` output. Writes ``comparison.md`` (metrics with 95%
+bootstrap CIs over problems), ``comparison.json`` and ``training_curves.png``,
+``pass_at_k.png``, ``failures.png``; with ``--wandb-project`` also a W&B run. Example, after ``make demo``::
+
+    python experiments/compare.py outputs/demo/sad outputs/demo/sft --teacher outputs/demo/teacher \\
+        --out outputs/demo/compare
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from deepcoder.reporting.compare import compare
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="*", help="run directories (e.g. outputs/demo/sad outputs/demo/sft)")
+    parser.add_argument("--teacher", help="the teacher's directory (e.g. outputs/demo/teacher)")
+    parser.add_argument("--out", required=True, help="where to write the table and plots")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples")
+    parser.add_argument("--wandb-project", help="also log the table and plots to a new W&B run in this project "
+                        "(WANDB_MODE=offline works without a network)")
+    args = parser.parse_args(argv)
+    try:
+        result = compare(args.runs, args.out, teacher=args.teacher, seed=args.seed, n_resamples=args.resamples,
+                         wandb_project=args.wandb_project)
+    except (ValueError, FileNotFoundError) as exc:
+        parser.exit(2, f"compare.py: error: {exc}\n")
+    print(result["table"])
+    print(f"wrote {args.out}/comparison.md, comparison.json and {', '.join(result['figures'])} plots")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
