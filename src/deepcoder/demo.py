@@ -46,12 +46,17 @@ def main(out: Path = ROOT / "outputs" / "demo", heldout_limit: int = 5, problem_
         stage("train.py", "experiment=demo", "model=tiny", f"loss={loss}",
               f"data.trajectories={out / 'generate' / 'trajectories.jsonl'}", f"output_dir={out / loss / 'train'}",
               *train_overrides)
+    # The teacher first: its held-out episodes are the teacher-forced set of the students' runs, and
+    # its reasoning is counted in the students' tokens.
+    teacher_episodes = out / "teacher" / "eval_heldout" / "episodes.jsonl"
+    stage("evaluate.py", "teacher=reference", *heldout, f"output_dir={teacher_episodes.parent}",
+          f"reasoning_tokenizer={out / HEADLINE / 'train' / 'student'}")
+    for loss in LOSSES:
         student = out / loss / "train" / "student"
         stage("evaluate.py", f"student={student}", "problems=sample", *limit, f"output_dir={out / loss / 'eval_train'}",
               *eval_overrides)
         stage("evaluate.py", f"student={student}", *heldout, f"output_dir={out / loss / 'eval_heldout'}",
-              *eval_overrides)
-    stage("evaluate.py", "teacher=reference", *heldout, f"output_dir={out / 'teacher' / 'eval_heldout'}")
+              f"teacher_forced.path={teacher_episodes}", *eval_overrides)
     compared = _compare(out)
     generated = _read(out / "generate" / "report.json")
     runs = {loss: _run_summary(out / loss) for loss in LOSSES}
@@ -95,6 +100,7 @@ def _run_summary(run: Path) -> dict:
         "loss_end": trained["end"],
         "train_steps": trained["steps"],
         "n_train": on_train["n"],
+        "heldout_teacher_forced": heldout.get("teacher_forced"),
     }
 
 
@@ -124,6 +130,11 @@ def _table(summary: dict, n_train: int, n_heldout: int) -> Table:
     table.add_row("student action validity, trained / held-out",
                   *[f"{runs[loss]['train_action_validity']:.2f} / {runs[loss]['heldout_action_validity']:.2f}"
                     for loss in LOSSES])
+    forced = [runs[loss]["heldout_teacher_forced"] for loss in LOSSES]
+    if all(forced):
+        table.add_row("teacher-forced accuracy on held-out teacher turns, reason / action",
+                      *[f"{f['spans']['reason']['accuracy']:.2f} / {f['spans']['action']['accuracy']:.2f}"
+                        for f in forced])
     table.add_row(f"reference teacher pass@1, held-out (n={n_heldout})",
                   *[f"{summary['teacher_heldout_pass_at_1']:.2f}"] * len(LOSSES))
     table.add_row("seconds (whole demo)", *[f"{summary['seconds']}"] * len(LOSSES))
