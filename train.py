@@ -3,13 +3,14 @@
 import hydra
 from omegaconf import DictConfig
 
-from deepcoder.run.train import train
+from deepcoder.run.train import objective, train
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float:
-    """Returns the final training loss, the objective a Hydra sweeper minimises."""
-    return train(cfg)["end"].get("train/loss", float("nan"))
+    """Returns ``optimized_metric`` (default: the mean training loss of the last steps), the
+    objective a Hydra sweeper (``hparams_search=optuna``) minimises."""
+    return objective(train(cfg), cfg.optimized_metric)
 
 
 if __name__ == "__main__":

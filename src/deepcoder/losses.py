@@ -3,13 +3,29 @@
 ``span_loss`` is the reference form of every loss (DESIGN.md): per-token cross-entropy to the
 labels, or a divergence to a teacher's distribution, weighted by the token's span and divided
 by the number of supervised tokens. With every weight 1 and no teacher it is exactly the
-``sft`` loss, so ``sad`` is a strict generalisation of the baseline. Computation is in fp32.
+``sft`` loss, so ``sad`` is a strict generalisation of the baseline. Computation is in fp32 (or float64).
+
+Conventions (P = teacher, S = student, both softened by the temperature τ, no τ² factor, as
+in TRL's GKD trainer): ``forward_kl`` = KL(P‖S); ``reverse_kl`` = KL(S‖P); ``jsd`` is the
+generalised Jensen–Shannon divergence of GKD (Agarwal et al., 2024),
+``β·KL(P‖M) + (1−β)·KL(S‖M)`` with ``M = β·P + (1−β)·S`` (β = 0.5: the symmetric JSD).
+With ``ce_weight`` α the per-token loss is ``α·CE + (1−α)·D`` (CE at τ = 1).
+
+A sparse teacher (:class:`TopKLogprobs`: its k most likely ids and their log-probabilities,
+as an OpenAI-compatible server returns them) is compared over k + 1 outcomes: the k tokens and
+"any other token": for the teacher the mass its top-k leave over (1 − Σ top-k; below
+``TAIL_ROUNDING`` it is rounding and taken as 0), for the student its mass on all other tokens.
+That is the exact divergence of the two distributions coarsened to those outcomes (a lower bound
+of the full one), needs no guess about how the teacher spreads its tail, and still makes the
+student pay for mass outside the teacher's top-k. With ``reverse_kl`` it is infinite where the
+teacher's top-k hold all its mass (a confident token returned with logprob 0.0) and the
+student's do not, as for a dense teacher with zeros: prefer ``forward_kl`` or ``jsd`` there.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from typing import Any, Mapping, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -18,36 +34,107 @@ from deepcoder.data.spans import SPAN_INDEX, SPAN_NAMES, TRAINED_SPANS
 
 IGNORE_INDEX = -100
 DIVERGENCES = ("forward_kl", "reverse_kl", "jsd")
+TAIL_ROUNDING = 1e-6  # a top-k teacher's leftover mass below this is the rounding of its logprobs: 0
 
 
-def per_token_loss(student_logits: torch.Tensor, labels: torch.Tensor, teacher_logits: torch.Tensor | None = None,
-                   divergence: str = "forward_kl", temperature: float = 1.0, beta: float = 0.5) -> torch.Tensor:
-    """Unweighted loss of every position ``[B, T]``; positions with label ``-100`` are 0."""
-    mask = labels != IGNORE_INDEX
-    logits = student_logits.float()
-    if teacher_logits is None:
-        flat = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
-                               ignore_index=IGNORE_INDEX, reduction="none")
-        return flat.view(labels.shape)
-    if teacher_logits.shape != student_logits.shape:
-        raise ValueError(f"teacher logits {tuple(teacher_logits.shape)} and student logits "
-                         f"{tuple(student_logits.shape)} differ: the vocabularies must match")
+class TopKLogprobs(NamedTuple):
+    """A teacher's top-k per position: ``ids`` and ``logprobs`` ``[..., k]``, aligned with the labels.
+
+    Entries a server did not return (fewer than k) carry ``logprob = -inf`` and are ignored.
+    """
+
+    ids: torch.Tensor
+    logprobs: torch.Tensor
+
+
+def token_losses(student_logits: torch.Tensor, labels: torch.Tensor, teacher_logits: torch.Tensor | None = None,
+                 teacher_topk: TopKLogprobs | None = None, divergence: str = "forward_kl", temperature: float = 1.0,
+                 beta: float = 0.5) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Cross-entropy to ``labels`` and divergence to the teacher (None without one), per position.
+
+    Not masked: the caller keeps supervised positions only. Shared by :func:`span_loss` and the
+    chunked training path, so both compute the same numbers.
+    """
+    log_p = F.log_softmax(upcast(student_logits), dim=-1)
+    ce = -log_p.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    if teacher_logits is None and teacher_topk is None:
+        return ce, None
+    check_divergence(divergence, temperature, beta)
+    if teacher_topk is not None:
+        if temperature != 1.0:
+            raise ValueError(f"temperature {temperature}: top-k teacher logprobs only support temperature 1 "
+                             "(softening needs the teacher's whole distribution)")
+        log_t, log_s = _coarsened(log_p, teacher_topk)
+    else:
+        log_s = log_p if temperature == 1.0 else F.log_softmax(upcast(student_logits) / temperature, dim=-1)
+        log_t = F.log_softmax(upcast(teacher_logits) / temperature, dim=-1)
+    return ce, divergence_between(log_t, log_s, divergence, beta)
+
+
+def upcast(x: torch.Tensor) -> torch.Tensor:
+    """At least fp32: bf16/fp16 logits are upcast, float64 stays float64 (for exact checks)."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
+def divergence_between(log_t: torch.Tensor, log_s: torch.Tensor, divergence: str, beta: float) -> torch.Tensor:
+    """The named divergence between teacher and student log-distributions over the last dimension."""
+    if divergence == "forward_kl":
+        return _kl(log_t, log_s)
+    if divergence == "reverse_kl":
+        return _kl(log_s, log_t)
+    mixture = _log_mixture(log_t, log_s, beta)
+    return beta * _kl(log_t, mixture) + (1 - beta) * _kl(log_s, mixture)
+
+
+def _log_mixture(log_t: torch.Tensor, log_s: torch.Tensor, beta: float) -> torch.Tensor:
+    """log(β·P + (1−β)·S), written around the larger of the two so that it is exactly ``log_s`` where
+    ``log_t == log_s`` (identical distributions give a JSD of exactly 0) and never overflows."""
+    empty = (log_t == float("-inf")) & (log_s == float("-inf"))
+    d = torch.where(empty, torch.zeros_like(log_t), log_t - log_s)
+    below = log_s + torch.log1p(beta * torch.expm1(d.clamp(max=0)))  # right where P ≤ S
+    above = log_t + torch.log1p((1 - beta) * torch.expm1((-d).clamp(max=0)))  # right where P > S
+    mixture = torch.where(d <= 0, below, above)
+    return torch.where(empty, torch.full_like(mixture, float("-inf")), mixture)
+
+
+def check_divergence(divergence: str, temperature: float, beta: float) -> None:
+    """Refuse an unknown divergence, a temperature ≤ 0, or a JSD β outside (0, 1)."""
     if divergence not in DIVERGENCES:
         raise ValueError(f"divergence must be one of {DIVERGENCES}, got {divergence!r}")
-    log_s = F.log_softmax(logits / temperature, dim=-1)
-    # Unsupervised positions may hold anything (padding, NaN): zero them so no NaN reaches a gradient.
-    teacher = torch.where(mask.unsqueeze(-1), teacher_logits.float(), torch.zeros((), device=logits.device))
-    log_t = F.log_softmax(teacher / temperature, dim=-1)
-    if divergence == "forward_kl":
-        token = _kl(log_t, log_s)
-    elif divergence == "reverse_kl":
-        token = _kl(log_s, log_t)
-    else:
-        if not 0.0 < beta < 1.0:
-            raise ValueError(f"jsd needs 0 < beta < 1, got {beta}")
-        mixture = torch.logsumexp(torch.stack([log_t + math.log(beta), log_s + math.log(1 - beta)]), dim=0)
-        token = beta * _kl(log_t, mixture) + (1 - beta) * _kl(log_s, mixture)
-    return torch.where(mask, token, torch.zeros_like(token))  # NaN/inf at unsupervised positions cannot leak
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    if divergence == "jsd" and not 0.0 < beta < 1.0:
+        raise ValueError(f"jsd needs 0 < beta < 1, got {beta}")
+
+
+def _coarsened(log_s_full: torch.Tensor, topk: TopKLogprobs) -> tuple[torch.Tensor, torch.Tensor]:
+    """Teacher and student log-probabilities over the k top-k tokens plus the rest, ``[..., k+1]``."""
+    ids, log_t = topk.ids, topk.logprobs.to(log_s_full.dtype)
+    if ids.shape != log_t.shape or ids.shape[:-1] != log_s_full.shape[:-1]:
+        raise ValueError(f"top-k ids {tuple(ids.shape)} and logprobs {tuple(log_t.shape)} must both be "
+                         f"positions {tuple(log_s_full.shape[:-1])} × k")
+    vocab = log_s_full.shape[-1]
+    returned = log_t > float("-inf")
+    if ((ids < 0) | (ids >= vocab))[returned].any():
+        raise ValueError(f"top-k ids must lie in the student's vocabulary [0, {vocab})")
+    ids = ids.clamp(0, vocab - 1).long()
+    log_s = torch.where(returned, log_s_full.gather(-1, ids), float("-inf"))
+    # The student's rest is summed over the other tokens (no 1 − Σ cancellation, never rounds to 0).
+    in_top_k = torch.zeros_like(log_s_full).scatter_add_(-1, ids, returned.to(log_s_full.dtype)) > 0
+    student_rest = torch.logsumexp(log_s_full.masked_fill(in_top_k, float("-inf")), dim=-1, keepdim=True)
+    # The teacher's rest is all that is known of it: 1 − Σ top-k, with rounding noise counted as 0.
+    teacher_mass = torch.logsumexp(log_t, dim=-1, keepdim=True)
+    teacher_rest = torch.where(teacher_mass < math.log1p(-TAIL_ROUNDING), _log1mexp(teacher_mass),
+                               torch.full_like(teacher_mass, float("-inf")))
+    return torch.cat([log_t, teacher_rest], -1), torch.cat([log_s, student_rest], -1)
+
+
+def _log1mexp(x: torch.Tensor) -> torch.Tensor:
+    """log(1 − eˣ) for x ≤ 0, stable, and -inf (with a zero, not NaN, gradient) where x ≥ 0."""
+    inside = x < 0
+    safe = torch.where(inside, x, torch.full_like(x, -1.0))
+    value = torch.where(safe > -math.log(2), torch.log(-torch.expm1(safe)), torch.log1p(-torch.exp(safe)))
+    return torch.where(inside, value, torch.full_like(x, float("-inf")))
 
 
 def _kl(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
@@ -58,16 +145,47 @@ def _kl(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
     return terms.sum(-1)
 
 
+def mix(ce: torch.Tensor, divergence: torch.Tensor | None, ce_weight: float) -> torch.Tensor:
+    """The per-token training loss: CE alone, or ``α·CE + (1−α)·D`` with a teacher."""
+    if divergence is None:
+        return ce
+    return divergence if ce_weight == 0 else ce_weight * ce + (1 - ce_weight) * divergence
+
+
+def per_token_loss(student_logits: torch.Tensor, labels: torch.Tensor, teacher_logits: torch.Tensor | None = None,
+                   divergence: str = "forward_kl", temperature: float = 1.0, beta: float = 0.5,
+                   teacher_topk: TopKLogprobs | None = None, ce_weight: float = 0.0) -> torch.Tensor:
+    """Unweighted loss of every position ``[B, T]``; positions with label ``-100`` are 0."""
+    mask = labels != IGNORE_INDEX
+    if teacher_logits is not None and teacher_topk is not None:
+        raise ValueError("give the teacher as full logits or as top-k logprobs, not both")
+    if teacher_logits is not None:
+        if teacher_logits.shape != student_logits.shape:
+            raise ValueError(f"teacher logits {tuple(teacher_logits.shape)} and student logits "
+                             f"{tuple(student_logits.shape)} differ: the vocabularies must match")
+        # Unsupervised positions may hold anything (padding, NaN): zero them so no NaN reaches a gradient.
+        teacher_logits = torch.where(mask.unsqueeze(-1), upcast(teacher_logits),
+                                     torch.zeros((), device=teacher_logits.device))
+    if teacher_topk is not None:
+        unsupervised = ~mask.unsqueeze(-1)
+        teacher_topk = TopKLogprobs(teacher_topk.ids.masked_fill(unsupervised, 0),
+                                    teacher_topk.logprobs.masked_fill(unsupervised, float("-inf")))
+    ce, div = token_losses(student_logits, labels, teacher_logits, teacher_topk, divergence, temperature, beta)
+    token = mix(ce, div, ce_weight)
+    return torch.where(mask, token, torch.zeros_like(token))  # NaN/inf at unsupervised positions cannot leak
+
+
 def span_loss(student_logits: torch.Tensor, labels: torch.Tensor, span_ids: torch.Tensor, weights: torch.Tensor,
               teacher_logits: torch.Tensor | None = None, divergence: str = "forward_kl",
-              temperature: float = 1.0, beta: float = 0.5, num_tokens: int | torch.Tensor | None = None
-              ) -> torch.Tensor:
+              temperature: float = 1.0, beta: float = 0.5, num_tokens: int | torch.Tensor | None = None,
+              teacher_topk: TopKLogprobs | None = None, ce_weight: float = 0.0) -> torch.Tensor:
     """``Σ_t w[span_t]·ℓ_t / N`` with ``N`` the supervised-token count (or the global ``num_tokens``).
 
     An all-masked batch gives 0 with a gradient. Passing the global token count of an
     accumulated batch as ``num_tokens`` makes gradient accumulation exact.
     """
-    token = per_token_loss(student_logits, labels, teacher_logits, divergence, temperature, beta)
+    token = per_token_loss(student_logits, labels, teacher_logits, divergence, temperature, beta, teacher_topk,
+                           ce_weight)
     return reduce_token_loss(token, labels, span_ids, weights, num_tokens)
 
 
@@ -81,13 +199,19 @@ def reduce_token_loss(token: torch.Tensor, labels: torch.Tensor, span_ids: torch
 
 
 class SpanLoss:
-    """A configured member of the family (``sft``, ``sad``): span weights and divergence settings.
+    """A configured member of the family: span weights, and for ``kd``/``sad_kd`` the divergence.
 
+    ``divergence=None`` is cross-entropy to the labels (``sft``, ``sad``); a divergence name makes
+    it a distillation loss that needs the teacher's distribution: a live local ``teacher``
+    (:class:`~deepcoder.distill_teacher.LiveTeacher`) or top-k logprobs in the batches. Every
+    shipped ``loss=`` option has the ``teacher`` key, so one sweep over ``loss=sft,sad,sad_kd``
+    can set it; cross-entropy losses leave it unused.
     ``answer`` defaults to the action weight: a final answer is an action on the environment.
     """
 
     def __init__(self, name: str = "sad", reason: float = 1.0, action: float = 1.0, answer: float | None = None,
-                 divergence: str = "forward_kl", temperature: float = 1.0, beta: float = 0.5) -> None:
+                 divergence: str | None = None, temperature: float = 1.0, beta: float = 0.5,
+                 ce_weight: float = 0.0, teacher: Any = None) -> None:
         self.name = name
         span_weights: Mapping[str, float] = {"reason": reason, "action": action,
                                              "answer": action if answer is None else answer}
@@ -96,13 +220,29 @@ class SpanLoss:
         self.weights = torch.zeros(len(SPAN_NAMES))
         for span in TRAINED_SPANS:
             self.weights[SPAN_INDEX[span]] = span_weights[span]
-        self.divergence, self.temperature, self.beta = divergence, temperature, beta
+        if divergence is not None:
+            check_divergence(divergence, temperature, beta)
+        if not 0.0 <= ce_weight <= 1.0:
+            raise ValueError(f"ce_weight must be in [0, 1], got {ce_weight}")
+        self.divergence, self.temperature, self.beta, self.ce_weight = divergence, temperature, beta, ce_weight
+        self.teacher = teacher
+
+    @property
+    def distills(self) -> bool:
+        """Whether the loss compares the student to a teacher's distribution (``kd``, ``sad_kd``)."""
+        return self.divergence is not None
 
     def __call__(self, logits: torch.Tensor, labels: torch.Tensor, span_ids: torch.Tensor,
-                 teacher_logits: torch.Tensor | None = None, num_tokens: int | None = None) -> torch.Tensor:
-        return span_loss(logits, labels, span_ids, self.weights, teacher_logits, self.divergence,
-                         self.temperature, self.beta, num_tokens)
+                 teacher_logits: torch.Tensor | None = None, num_tokens: int | None = None,
+                 teacher_topk: TopKLogprobs | None = None) -> torch.Tensor:
+        if self.distills and teacher_logits is None and teacher_topk is None:
+            raise ValueError(f"loss {self.name!r} ({self.divergence}) needs teacher logits or top-k logprobs")
+        if not self.distills and (teacher_logits is not None or teacher_topk is not None):
+            raise ValueError(f"loss {self.name!r} is cross-entropy: it takes no teacher")
+        return span_loss(logits, labels, span_ids, self.weights, teacher_logits, self.divergence or "forward_kl",
+                         self.temperature, self.beta, num_tokens, teacher_topk, self.ce_weight)
 
     def __repr__(self) -> str:
         weights = {name: float(self.weights[SPAN_INDEX[name]]) for name in sorted(TRAINED_SPANS)}
-        return f"SpanLoss(name={self.name!r}, weights={weights})"
+        extra = f", divergence={self.divergence!r}" if self.distills else ""
+        return f"SpanLoss(name={self.name!r}, weights={weights}{extra})"

@@ -1,4 +1,10 @@
-"""Stage 2: trajectories → span-aware training → ``DIR/student/`` + ``DIR/metrics.json``."""
+"""Stage 2: trajectories → span-aware training → ``DIR/student/`` + ``DIR/metrics.json``.
+
+``ckpt_path=last`` (or a checkpoint file) resumes an interrupted run in the same ``output_dir``:
+Lightning restores weights, optimiser, schedule, step counters and the data order, so the run
+continues exactly as if it had not stopped. Under DDP every rank runs this function; only rank
+0 writes ``config.yaml``, ``student/`` and ``metrics.json``.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +14,12 @@ from typing import Any
 
 import lightning as L
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.fabric.utilities.rank_zero import rank_zero_only
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from omegaconf import DictConfig
 
+from deepcoder.callbacks import finish_wandb_runs
+from deepcoder.distill_teacher import build_teacher
 from deepcoder.module import DistillationModule
 from deepcoder.utils.console import print_metrics
 from deepcoder.utils.jsonl import save_config, write_json
@@ -20,23 +29,31 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     started = time.perf_counter()
     L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.output_dir)
-    save_config(cfg, output_dir)
+    if rank_zero_only.rank == 0:
+        save_config(cfg, output_dir)
     spec = instantiate(cfg.model)
     model, tokenizer = spec.load(seed=cfg.seed)
+    student = spec.for_training(model, seed=cfg.seed)  # activation checkpointing, LoRA
     datamodule = instantiate(cfg.data, tokenizer=tokenizer, span=instantiate(cfg.span))
     datamodule.setup("fit")
     loss = instantiate(cfg.loss)
-    module = DistillationModule(model, loss, instantiate(cfg.optimizer),
-                                instantiate(cfg.scheduler) if cfg.get("scheduler") else None)
+    teacher = build_teacher(loss, model, tokenizer, getattr(spec, "name", ""), cfg.data.trajectories)
+    module = DistillationModule(student.model, loss, instantiate(cfg.optimizer),
+                                instantiate(cfg.scheduler) if cfg.get("scheduler") else None, teacher=teacher)
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    if not loggers:  # the learning-rate monitor has nowhere to write (and Lightning would refuse)
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     checkpointing = any(isinstance(c, ModelCheckpoint) for c in callbacks)
     trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks,
                           enable_checkpointing=checkpointing, default_root_dir=str(output_dir))
-    trainer.fit(module, datamodule=datamodule)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    except BaseException:
+        finish_wandb_runs(loggers, failed=True)
+        raise
+    finish_wandb_runs(loggers)
     student_dir = output_dir / "student"
-    model.save_pretrained(student_dir)
-    tokenizer.save_pretrained(student_dir)
     metrics = {
         "model": getattr(spec, "name", type(spec).__name__),
         "loss": loss.name,
@@ -48,10 +65,24 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "seconds": round(time.perf_counter() - started, 2),
         "student_dir": str(student_dir),
     }
+    if not trainer.is_global_zero:
+        return metrics
+    student.save_pretrained(student_dir, tokenizer)
     write_json(output_dir / "metrics.json", metrics)
     print_metrics(f"train: {metrics['model']} loss={loss.name} → {student_dir}",
                   {"steps": metrics["steps"], "start": metrics["start"], "end": metrics["end"]})
     return metrics
+
+
+def objective(metrics: dict[str, Any], name: str) -> float:
+    """The value a Hydra sweeper minimises: ``name``'s mean over the last training steps, or its
+    final logged value (``val/…`` metrics: the last validation)."""
+    value = metrics["end"].get(name, metrics["final"].get(name))
+    if value is None:
+        known = sorted({*metrics["end"], *metrics["final"]})
+        raise ValueError(f"optimized_metric={name} was not logged (validation needs data.val_fraction > 0); "
+                       f"logged: {known}")
+    return float(value)
 
 
 def _window_mean(history: list[dict[str, float]], first: bool, size: int = 10) -> dict[str, float]:

@@ -22,7 +22,8 @@ from pathlib import Path
 from deepcoder.tools.safe_modules import ALLOWED_MODULES
 from deepcoder.utils.paths import cache_dir as deepcoder_cache_dir
 
-_KB_VERSION = 1
+_KB_VERSION = 2  # 2: object addresses scrubbed from signatures
+_OBJECT_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 _WORD = re.compile(r"[a-z0-9]+")
 _STOPWORDS = frozenset(
     "a an and are as at be by for from if in into is it its of on or that the this to with".split()
@@ -51,7 +52,8 @@ def _describe(source: str, obj) -> dict | None:
         signature = f"{source}{inspect.signature(obj)}\n" if callable(obj) else ""
     except (TypeError, ValueError):
         signature = ""
-    return {"source": source, "text": signature + doc}
+    # Some defaults print as "<object object at 0x7f…>": scrubbed, the text is the same in every process.
+    return {"source": source, "text": _OBJECT_ADDRESS.sub("", signature + doc)}
 
 
 def _module_documents(prefix: str, module) -> list[dict]:

@@ -1,0 +1,80 @@
+"""Training callbacks and logger helpers: W&B runs per Hydra job, sample trajectories as a Table.
+
+``wandb_logger`` makes every job of a ``-m`` sweep (grid or Optuna) its own W&B run, named by
+its overrides, with all jobs of the sweep in one group (the sweep directory), so the W&B UI
+groups a comparison the way Hydra ran it. ``finish_wandb_runs`` closes each job's run: Hydra's
+basic launcher runs jobs in one process, and Lightning would otherwise reuse the active run.
+``TrajectoryTable`` logs a few training trajectories, coloured by span (``deepcoder.show``), once
+at the start of training when a W&B logger is on; it does nothing otherwise.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import lightning as L
+from lightning.pytorch.loggers import Logger, WandbLogger
+
+from deepcoder.data.spans import SPAN_NAMES
+
+
+def wandb_logger(group: str | None = None, name: str | None = None, **kwargs: Any) -> WandbLogger:
+    """A ``WandbLogger`` whose group and name default to the Hydra sweep and the job's overrides."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if HydraConfig.initialized():
+        hydra = HydraConfig.get()
+        if hydra.mode == RunMode.MULTIRUN:
+            group = group or f"{hydra.job.name}:{hydra.sweep.dir}"
+            name = name or hydra.job.override_dirname or f"job{hydra.job.num}"
+    return WandbLogger(group=group, name=name, **kwargs)
+
+
+def finish_wandb_runs(loggers: Sequence[Logger], failed: bool = False) -> None:
+    """End the W&B run of each W&B logger (on ranks > 0 the experiment is a no-op stand-in)."""
+    for logger in loggers:
+        if isinstance(logger, WandbLogger):
+            logger.experiment.finish(exit_code=1 if failed else 0)
+
+
+class TrajectoryTable(L.Callback):
+    """Logs the first ``n`` training trajectories as a W&B Table: ids, tokens per span and the
+    chat coloured by span (the HTML of ``deepcoder.show.to_html``). W&B keeps a Table's media in
+    its artifact copy, so the HTML views are also logged as the run's own media."""
+
+    KEY = "samples/trajectories"
+    HTML_KEY = "samples/spans"
+
+    def __init__(self, n: int = 4) -> None:
+        self.n = n
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        loggers = [logger for logger in trainer.loggers if isinstance(logger, WandbLogger)]
+        if not loggers or not trainer.is_global_zero:
+            return
+        import wandb
+
+        from deepcoder.data.trajectories import load_trajectories
+        from deepcoder.show import render_tokens, to_html
+
+        data = trajectory_source(trainer)
+        columns = ["trajectory_id", "problem_id", "passed", *(f"tokens_{span}" for span in SPAN_NAMES), "spans"]
+        rows = []
+        for _, record in load_trajectories(data.path, data.only_passed)[:self.n]:
+            tokens = render_tokens(data.tokenizer, record, data.span)
+            counts = [sum(1 for t in tokens if t.span == span) for span in SPAN_NAMES]
+            rows.append([record["trajectory_id"], record["problem_id"], record.get("passed"), *counts,
+                         wandb.Html(to_html(tokens))])
+        for logger in loggers:
+            logger.log_table(key=self.KEY, columns=columns, data=rows)
+            # The same views as HTML media of the run itself (files/media/html), viewable offline
+            logger.experiment.log({self.HTML_KEY: [row[-1] for row in rows]})
+
+
+def trajectory_source(trainer: L.Trainer) -> Any:
+    """The datamodule the trajectories come from (its path, tokenizer, span strategy and filter)."""
+    data = trainer.datamodule
+    if data is None or not all(hasattr(data, key) for key in ("path", "tokenizer", "span", "only_passed")):
+        raise TypeError("TrajectoryTable needs the TrajectoryDataModule (trainer.fit(..., datamodule=...))")
+    return data
