@@ -7,7 +7,7 @@ TORCH_CPU ?= torch==2.13.0
 # make test TORCH_PIP_ARGS="--index-url <the PyTorch CPU wheel index>"
 TORCH_PIP_ARGS ?=
 
-.PHONY: install demo test test-all clean
+.PHONY: install demo demo-compare test test-all clean
 
 install: $(VENV)/.installed
 
@@ -19,6 +19,9 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 
 demo: install
 	$(PY) -m deepcoder.demo
+
+demo-compare: install
+	$(PY) -m deepcoder.demo --losses sad sft
 
 test: install
 	$(PY) -m pytest

@@ -1,4 +1,4 @@
-"""Shared fixtures: an isolated cache, the tiny tokenizer, and reference trajectories."""
+"""Shared fixtures and helpers: an isolated cache, the tiny tokenizer, composed stage configs."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from hydra import compose, initialize_config_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,3 +22,9 @@ def tiny_tokenizer():
     from deepcoder.models import TinyModel
 
     return TinyModel().load_tokenizer()
+
+
+def compose_config(name: str, *overrides: str, hydra: bool = False):
+    """A stage's config (``train``, ``generate``, ``evaluate``) from conf/, as its CLI would compose it."""
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        return compose(name, list(overrides), return_hydra_config=hydra)

@@ -15,13 +15,12 @@ from typing import Iterator
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
 from deepcoder.run.evaluate import evaluate
 from deepcoder.run.generate import generate
 from deepcoder.run.train import train
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import compose_config as config
 LOSSES = ("sad", "sft")
 EPISODE = ("teacher.max_new_tokens=8", "agent.max_steps=1", "teacher.temperature=1.0", "samples=2", "k=[1,2]")
 
@@ -37,10 +36,6 @@ def torch_threads(n: int = 1) -> Iterator[None]:
     finally:
         torch.set_num_threads(before)
 
-
-def config(name: str, *overrides: str):
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        return compose(name, list(overrides))
 
 
 def build_demo_layout(out: Path) -> Path:

@@ -11,7 +11,7 @@ CONTRACT_KEYS = {"n_trajectories", "n_passed", "train_pass_at_1", "heldout_pass_
 
 def test_demo_runs_every_stage_and_writes_the_summary(tmp_path):
     out = tmp_path / "demo"
-    summary = demo.main(out, heldout_limit=1, problem_limit=2,
+    summary = demo.main(out, losses=demo.LOSSES, heldout_limit=1, problem_limit=2,
                         train_overrides=["trainer.max_steps=2", "logger=none", "callbacks=none"],
                         eval_overrides=["teacher.max_new_tokens=16", "agent.max_steps=1"])
     written = json.loads((out / "summary.json").read_text())

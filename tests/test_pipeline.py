@@ -8,7 +8,6 @@ import sys
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from deepcoder.run.evaluate import evaluate
@@ -16,15 +15,11 @@ from deepcoder.run.generate import generate
 from deepcoder.run.train import train
 from deepcoder.utils.jsonl import read_jsonl
 
-from conftest import ROOT
+from conftest import ROOT, compose_config as config
 
 REQUIRED = {"trajectory_id", "problem_id", "teacher", "messages", "steps", "final_answer", "passed", "error",
             "usage", "latency_s", "schema_version"}
 
-
-def config(name: str, *overrides: str):
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        return compose(name, list(overrides))
 
 
 @pytest.fixture(scope="module")

@@ -13,18 +13,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from transformers import AutoModelForCausalLM
 
 from deepcoder.run.generate import generate
 from deepcoder.run.train import train
 
-from conftest import ROOT
+from conftest import ROOT, compose_config as config
 
-
-def config(name: str, *overrides: str):
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        return compose(name, list(overrides))
 
 
 @pytest.fixture(scope="module")

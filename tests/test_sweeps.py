@@ -9,18 +9,13 @@ import sys
 
 import pytest
 import yaml
-from hydra import compose, initialize_config_dir
 
 from deepcoder.run.generate import generate
 
-from conftest import ROOT
+from conftest import ROOT, compose_config as config
 
 SEARCHED = {"loss.reason": (0.05, 1.0), "loss.action": (0.5, 2.0), "optimizer.lr": (1e-4, 1e-2)}
 
-
-def config(name: str, *overrides: str, hydra: bool = False):
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        return compose(name, list(overrides), return_hydra_config=hydra)
 
 
 @pytest.fixture(scope="module")
