@@ -13,7 +13,6 @@ per loss ``<loss>/train``,
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import subprocess
 import sys
@@ -24,7 +23,7 @@ from typing import Sequence
 from rich.console import Console
 from rich.table import Table
 
-from deepcoder.utils.jsonl import write_json
+from deepcoder.utils.jsonl import read_json, write_json
 
 ROOT = Path(__file__).resolve().parents[2]
 LOSSES = ("sad", "sft")
@@ -66,9 +65,9 @@ def main(out: Path = ROOT / "outputs" / "demo", losses: Sequence[str] = (HEADLIN
         stage("evaluate.py", f"student={student}", *heldout, f"output_dir={out / loss / 'eval_heldout'}",
               f"teacher_forced.path={teacher_episodes}", *eval_overrides)
     compared = _compare(out, losses)
-    generated = _read(out / "generate" / "report.json")
+    generated = read_json(out / "generate" / "report.json")
     runs = {loss: _run_summary(out / loss) for loss in losses}
-    teacher = _read(out / "teacher" / "eval_heldout" / "report.json")
+    teacher = read_json(out / "teacher" / "eval_heldout" / "report.json")
     summary = {
         "n_trajectories": generated["n_trajectories"],
         "n_passed": generated["n_passed"],
@@ -96,9 +95,9 @@ def _compare(out: Path, losses: Sequence[str]) -> str | None:
 
 
 def _run_summary(run: Path) -> dict:
-    trained = _read(run / "train" / "metrics.json")
-    on_train = _read(run / "eval_train" / "report.json")
-    heldout = _read(run / "eval_heldout" / "report.json")
+    trained = read_json(run / "train" / "metrics.json")
+    on_train = read_json(run / "eval_train" / "report.json")
+    heldout = read_json(run / "eval_heldout" / "report.json")
     return {
         "train_pass_at_1": on_train["pass_at_1"],
         "heldout_pass_at_1": heldout["pass_at_1"],
@@ -110,10 +109,6 @@ def _run_summary(run: Path) -> dict:
         "n_train": on_train["n"],
         "heldout_teacher_forced": heldout.get("teacher_forced"),
     }
-
-
-def _read(path: Path) -> dict:
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def _table(summary: dict, n_train: int, n_heldout: int) -> Table:

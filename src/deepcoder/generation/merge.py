@@ -12,7 +12,6 @@ merged directory is itself resumable: ``generate.py output_dir=OUT_DIR`` runs wh
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from typing import Any, Sequence
 
 from deepcoder.generation.report import dataset_report, print_report
 from deepcoder.generation.store import MANIFEST, REPORT, TRAJECTORIES, write_manifest
-from deepcoder.utils.jsonl import read_jsonl, write_json, write_jsonl
+from deepcoder.utils.jsonl import read_json, read_jsonl, write_json, write_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -103,10 +102,7 @@ def merge_shards(shard_dirs: Sequence[str | Path], output_dir: str | Path, overw
 def _read_json(path: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from None
+    return read_json(path)
 
 
 def _teacher(shards: Sequence[Shard]) -> tuple[str, str]:

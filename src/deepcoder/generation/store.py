@@ -10,12 +10,11 @@ when its holder dies, even by SIGKILL, so a stale lock can never block a restart
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 from pathlib import Path
 from typing import IO, Any, Iterable
 
-from deepcoder.utils.jsonl import read_jsonl, repair_torn_tail, write_json, write_jsonl
+from deepcoder.utils.jsonl import read_json, read_jsonl, repair_torn_tail, write_json, write_jsonl
 
 TRAJECTORIES = "trajectories.jsonl"
 REPORT = "report.json"
@@ -104,10 +103,7 @@ def check_manifest(output_dir: str | Path, shard: int, num_shards: int) -> None:
     path = Path(output_dir) / MANIFEST
     if not path.exists():
         return
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from None
+    manifest = read_json(path)
     if (manifest.get("shard"), manifest.get("num_shards")) != (shard, num_shards):
         raise ValueError(f"{path.parent}: holds shard {manifest.get('shard')} of {manifest.get('num_shards')}, "
                          f"not shard {shard} of {num_shards}; give each shard its own output_dir "

@@ -9,13 +9,12 @@ evaluation (any ``evaluate.py`` output).
 from __future__ import annotations
 
 import csv
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from deepcoder.evaluation import episode_stats, group_by_problem
-from deepcoder.utils.jsonl import read_jsonl
+from deepcoder.utils.jsonl import read_json, read_jsonl
 
 EVAL_SPLITS = ("eval_train", "eval_heldout")
 
@@ -43,16 +42,6 @@ class Run:
     path: Path
     curves: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
     evaluations: list[Evaluation] = field(default_factory=list)
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a JSON object, got {type(data).__name__}")
-    return data
 
 
 def load_evaluation(path: str | Path, run: str, split: str) -> Evaluation:

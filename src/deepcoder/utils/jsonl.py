@@ -12,6 +12,18 @@ from typing import Any, Iterator
 log = logging.getLogger(__name__)
 
 
+def read_json(path: str | Path) -> dict[str, Any]:
+    """A JSON object from ``path``; a bad file raises ``ValueError`` naming file and line."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
 def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield ``(line_number, record)``; a bad line raises ``ValueError`` naming file and line."""
     path = Path(path)
