@@ -167,7 +167,7 @@ def test_malformed_and_empty_completions_raise(server, fault, error):
         teacher.complete(MESSAGES, problem=None)
 
 
-@pytest.mark.parametrize("option", ["groq", "groq-r1", "openai", "vllm-r1"])
+@pytest.mark.parametrize("option", ["groq", "groq-r1", "openai", "vllm-r1", "vllm-qwen"])
 def test_shipped_api_teacher_configs_instantiate_against_the_server(option):
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("generate", [f"teacher={option}"])
@@ -176,6 +176,9 @@ def test_shipped_api_teacher_configs_instantiate_against_the_server(option):
         url = chat.openai_url if "openai" in cfg.teacher._target_ else chat.url
         teacher = instantiate(cfg.teacher, base_url=url, model=model)
         assert teacher.model == model and teacher.complete(MESSAGES, problem=None).text
+    if option == "vllm-qwen":  # vLLM's extra request field reaches the server: ids, not text, name the tokens
+        assert chat.stats.requests[-1]["return_tokens_as_token_ids"] is True
+        assert chat.stats.requests[-1]["top_logprobs"] == 20
 
 
 def test_the_limiter_follows_the_servers_headers_instead_of_hitting_429s():

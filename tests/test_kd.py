@@ -135,6 +135,31 @@ def test_sparse_top_k_teacher_matches_its_float64_reference(divergence):
             assert_close(grad, theirs)
 
 
+@pytest.mark.parametrize("divergence", ["forward_kl", "reverse_kl", "jsd"])
+def test_positions_without_a_top_k_teacher_train_on_cross_entropy(divergence):
+    """All k logprobs -inf (stored logprobs that do not cover the token): α·CE + (1−α)·CE = CE there."""
+    hidden, weight, teacher_hidden, teacher_weight, labels, spans = batch()
+    topk = topk_of(teacher_hidden @ teacher_weight.T, k=4)
+    absent = torch.zeros(B, T, dtype=torch.bool)
+    absent[0, 1:6], absent[2, ::2] = True, True
+    student64 = hidden.double() @ weight.double().T
+    ce = F.cross_entropy(student64.reshape(-1, V), labels.clamp(min=0).reshape(-1), reduction="none").view(B, T)
+    per_token = torch.where(absent, ce, reference_topk(student64, topk, divergence, 0.3))
+    reference = reference_loss(student64, per_token, labels, spans, 0.25)
+    ref_grads = torch.autograd.grad(reference, (hidden, weight))
+    uncovered = TopKLogprobs(topk.ids, topk.logprobs.masked_fill(absent.unsqueeze(-1), float("-inf")))
+    options = {"divergence": divergence, "beta": 0.3, "ce_weight": 0.25}
+    full = span_loss(hidden @ weight.T, labels, spans, WEIGHTS, teacher_topk=uncovered, **options)
+    chunked = chunked_span_loss(hidden, weight, labels, spans, WEIGHTS, chunk_size=4, teacher=uncovered, **options)
+    for ours in (full, chunked.loss):
+        assert_close(ours, reference)
+        for grad, theirs in zip(torch.autograd.grad(ours, (hidden, weight)), ref_grads):
+            assert torch.isfinite(grad).all()
+            assert_close(grad, theirs)
+    mask = labels != -100
+    assert torch.equal(chunked.teacher_present, ~absent[mask])
+
+
 def test_top_k_over_the_whole_vocabulary_is_the_dense_divergence():
     """(Not reverse KL: where the teacher's k logprobs round to a sum of 1, its tail is 0 and the
     student's rounding-size tail makes KL(S‖T) infinite, as a dense teacher's zeros do.)"""

@@ -20,19 +20,21 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from deepcoder.losses import IGNORE_INDEX, TopKLogprobs, check_divergence, mix, token_losses, upcast
+from deepcoder.losses import IGNORE_INDEX, TopKLogprobs, check_divergence, mix, teacher_present, token_losses, upcast
 
 
 @dataclass(frozen=True)
 class ChunkedLoss:
     """The loss, plus per supervised token (detached): its CE, span id, whether argmax was right,
-    and (with a teacher) its divergence to the teacher."""
+    (with a teacher) its divergence to the teacher, and (with a top-k teacher) whether the teacher
+    had a distribution there (where not, ``divergence`` holds the CE that replaced it)."""
 
     loss: torch.Tensor
     token_loss: torch.Tensor
     span_ids: torch.Tensor
     correct: torch.Tensor
     divergence: torch.Tensor | None = None
+    teacher_present: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -177,4 +179,6 @@ def chunked_span_loss(hidden: torch.Tensor, weight: torch.Tensor, labels: torch.
     total, ce, correct, div = _ChunkedProjectionLoss.apply(kept_hidden, weight, bias, kept_labels, token_weights,
                                                            kept_teacher, settings)
     count = mask.sum() if num_tokens is None else torch.as_tensor(num_tokens, device=hidden.device)
-    return ChunkedLoss(total / count.clamp(min=1), ce, kept_spans, correct, div if kept_teacher is not None else None)
+    present = teacher_present(kept_teacher) if isinstance(kept_teacher, TopKLogprobs) else None
+    return ChunkedLoss(total / count.clamp(min=1), ce, kept_spans, correct, div if kept_teacher is not None else None,
+                       present)

@@ -8,8 +8,10 @@ output layer of the same size. Qwen2.5 pads its output layer differently per siz
 rows up to 3B, 152,064 from 7B; the tokenizer has 151,665 tokens): a larger teacher layer whose
 extra rows lie past every token id is cut to the student's rows, which only drops padding.
 
-:func:`build_teacher` is the startup check: a distillation loss with no teacher distribution
-(no live teacher, and trajectories without top-k logprobs — Groq returns none) fails at once.
+:func:`build_teacher` is the startup check. Without a live teacher, a distillation loss uses the
+top-k logprobs stored in the trajectories (``teacher=openai teacher.top_logprobs=k``; the data
+module aligns them and refuses those of another tokenizer); with neither — Groq returns no
+logprobs — it fails at once, naming the cause.
 """
 
 from __future__ import annotations
@@ -104,7 +106,8 @@ def check_compatible(teacher: torch.nn.Module, teacher_tokenizer: Any, teacher_n
 
 def build_teacher(loss: SpanLoss, student: torch.nn.Module, tokenizer: Any, student_name: str,
                   trajectories: str | Path) -> FrozenTeacher | None:
-    """The frozen live teacher a distillation loss needs, or a clear error when it has no teacher."""
+    """The frozen live teacher of a distillation loss; None for CE losses and for stored top-k logprobs
+    (the batches carry those); a clear error when the loss has no teacher distribution at all."""
     if not loss.distills:
         if loss.teacher is not None and loss.teacher.configured:
             log.warning("loss=%s is cross-entropy: its teacher is not loaded (kd, sad_kd use one)", loss.name)
@@ -112,13 +115,18 @@ def build_teacher(loss: SpanLoss, student: torch.nn.Module, tokenizer: Any, stud
     if loss.teacher is not None and loss.teacher.configured:
         return loss.teacher.load(student, tokenizer, student_name)
     providers, with_logprobs = _teacher_providers(Path(trajectories))
+    if with_logprobs:
+        if loss.temperature != 1.0:
+            raise ValueError(f"loss.temperature={loss.temperature}: the top-k logprobs stored in {trajectories} "
+                             "support temperature 1 only (softening needs the teacher's whole distribution)")
+        log.info("loss=%s distils from the top-k logprobs stored in %s", loss.name, trajectories)
+        return None
     source = (f"{trajectories} was written by {', '.join(sorted(providers)) or 'no teacher'}"
               f"{' (Groq returns no logprobs)' if 'groq' in providers else ''}")
-    stored = ("its steps carry top-k logprobs, but training batches are not built from them yet"
-              if with_logprobs else "it carries no top-k logprobs")
     raise ValueError(f"loss={loss.name} ({loss.divergence}) needs the teacher's token distribution and has none: "
-                     f"no live teacher is configured, and {source}; {stored}. Set loss.teacher.name_or_path=… "
-                     "(a local model with the student's tokenizer), or use loss=sad, which needs only the text.")
+                     f"no live teacher is configured, and {source}, which carries no top-k logprobs. Set "
+                     "loss.teacher.name_or_path=… (a local model with the student's tokenizer), generate with "
+                     "teacher=openai teacher.top_logprobs=k, or use loss=sad, which needs only the text.")
 
 
 def _teacher_providers(path: Path) -> tuple[set[str], bool]:

@@ -17,7 +17,11 @@ as an OpenAI-compatible server returns them) is compared over k + 1 outcomes: th
 ``TAIL_ROUNDING`` it is rounding and taken as 0), for the student its mass on all other tokens.
 That is the exact divergence of the two distributions coarsened to those outcomes (a lower bound
 of the full one), needs no guess about how the teacher spreads its tail, and still makes the
-student pay for mass outside the teacher's top-k. With ``reverse_kl`` it is infinite where the
+student pay for mass outside the teacher's top-k. A position where nothing was returned (all k
+logprobs ``-inf``: a token the stored logprobs do not cover, such as an inlined reasoning
+channel) has no teacher distribution; there the divergence is replaced by the cross-entropy to
+the label, the teacher's own sampled token (forward KL to that one-hot is exactly CE), so every
+supervised token still trains and no made-up distribution enters the loss. With ``reverse_kl`` it is infinite where the
 teacher's top-k hold all its mass (a confident token returned with logprob 0.0) and the
 student's do not, as for a dense teacher with zeros: prefer ``forward_kl`` or ``jsd`` there.
 """
@@ -40,7 +44,8 @@ TAIL_ROUNDING = 1e-6  # a top-k teacher's leftover mass below this is the roundi
 class TopKLogprobs(NamedTuple):
     """A teacher's top-k per position: ``ids`` and ``logprobs`` ``[..., k]``, aligned with the labels.
 
-    Entries a server did not return (fewer than k) carry ``logprob = -inf`` and are ignored.
+    Entries a server did not return (fewer than k) carry ``logprob = -inf`` and are ignored; a
+    position with all k at ``-inf`` has no teacher (the loss takes CE there).
     """
 
     ids: torch.Tensor
@@ -65,10 +70,19 @@ def token_losses(student_logits: torch.Tensor, labels: torch.Tensor, teacher_log
             raise ValueError(f"temperature {temperature}: top-k teacher logprobs only support temperature 1 "
                              "(softening needs the teacher's whole distribution)")
         log_t, log_s = _coarsened(log_p, teacher_topk)
-    else:
-        log_s = log_p if temperature == 1.0 else F.log_softmax(upcast(student_logits) / temperature, dim=-1)
-        log_t = F.log_softmax(upcast(teacher_logits) / temperature, dim=-1)
+        present = teacher_present(teacher_topk)
+        # Where no teacher is present compare the student with itself (exactly 0, finite, no gradient),
+        # then take CE instead: neither an inf nor a NaN can reach the gradient through torch.where.
+        log_t = torch.where(present.unsqueeze(-1), log_t, log_s.detach())
+        return ce, torch.where(present, divergence_between(log_t, log_s, divergence, beta), ce)
+    log_s = log_p if temperature == 1.0 else F.log_softmax(upcast(student_logits) / temperature, dim=-1)
+    log_t = F.log_softmax(upcast(teacher_logits) / temperature, dim=-1)
     return ce, divergence_between(log_t, log_s, divergence, beta)
+
+
+def teacher_present(topk: TopKLogprobs) -> torch.Tensor:
+    """Positions where a top-k teacher returned anything (at least one finite logprob)."""
+    return (topk.logprobs > float("-inf")).any(-1)
 
 
 def upcast(x: torch.Tensor) -> torch.Tensor:

@@ -26,7 +26,9 @@ class DistillationModule(L.LightningModule):
 
     The teacher's distribution comes from ``teacher`` (a live :class:`FrozenTeacher`, run on the
     same inputs) or from the batch: ``teacher_ids``/``teacher_logprobs`` ``[B, T, k]``, aligned
-    with ``labels`` (position t holds the teacher's top-k for token t).
+    with ``labels`` (position t holds the teacher's top-k for token t). With top-k logprobs,
+    ``kl_<span>`` averages only the tokens that have them, and ``<stage>/teacher_coverage`` is the
+    share of supervised tokens that do (the rest train on CE; see :mod:`deepcoder.losses`).
 
     Exact accumulation and DDP: a training batch's ``window_tokens`` is the supervised-token count
     of its whole accumulation window over all ranks, the loss's one normaliser. Lightning divides
@@ -80,14 +82,18 @@ class DistillationModule(L.LightningModule):
     def _log_metrics(self, stage: str, result: ChunkedLoss, loss: torch.Tensor, batch_size: int) -> None:
         """Per-span CE, accuracy and (with a teacher) divergence; step values kept in ``history``."""
         prefix = "jsd" if self.loss.divergence == "jsd" else "kl"
+        present = result.teacher_present  # top-k teachers: tokens with a teacher distribution
         metrics: dict[str, torch.Tensor] = {}
         for span in sorted(TRAINED_SPANS):
             mask = result.span_ids == SPAN_INDEX[span]
             if mask.any():
                 metrics[f"{stage}/loss_{span}"] = result.token_loss[mask].mean()
                 metrics[f"{stage}/acc_{span}"] = result.correct[mask].float().mean()
-                if result.divergence is not None:
-                    metrics[f"{stage}/{prefix}_{span}"] = result.divergence[mask].mean()
+                taught = mask if present is None else mask & present
+                if result.divergence is not None and taught.any():
+                    metrics[f"{stage}/{prefix}_{span}"] = result.divergence[taught].mean()
+        if present is not None and present.numel():
+            metrics[f"{stage}/teacher_coverage"] = present.float().mean()
         on_step = stage == "train"
         self.log_dict(metrics, on_step=on_step, on_epoch=not on_step, batch_size=batch_size)
         self.log(f"{stage}/loss", loss, prog_bar=True, on_step=on_step, on_epoch=not on_step, batch_size=batch_size)

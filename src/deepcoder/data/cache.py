@@ -4,6 +4,8 @@ The key covers everything that decides the token ids and labels: the trajectory 
 the tokenizer (its full serialisation and chat template), the span strategy and its settings,
 ``max_length`` and the renderer's version. Each example is stored with its
 :class:`~deepcoder.data.example_info.ExampleInfo`, so filters and curricula need no re-render.
+Stored teacher top-k logprobs (sparse tensors, far too big for JSON) go to a ``.teacher.pt``
+beside it, written first: the JSON's presence is what makes a cache hit.
 """
 
 from __future__ import annotations
@@ -11,14 +13,17 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
+import torch
 from transformers import PreTrainedTokenizerBase
 
 from deepcoder.data.example_info import ExampleInfo, Item
 from deepcoder.data.render import RenderedExample
+from deepcoder.data.teacher_topk import TeacherTopK
 from deepcoder.utils.jsonl import write_json
 from deepcoder.utils.paths import cache_dir
 
@@ -41,10 +46,19 @@ def dataset_key(path: str | Path, tokenizer: PreTrainedTokenizerBase, span: Any,
 def cached_examples(key: str, build: Callable[[], list[Item]]) -> tuple[list[Item], bool]:
     """The examples stored under ``key``, or ``build()``'s result stored there; and whether it was a hit."""
     path = cache_dir("datasets") / f"{key}.json"
+    teacher_path = path.with_suffix(".teacher.pt")
     if path.exists():
         log.info("rendered examples from cache %s", path)
         rows = json.loads(path.read_text(encoding="utf-8"))
-        return [(RenderedExample(**row["example"]), ExampleInfo(**row["info"])) for row in rows], True
+        teachers = torch.load(teacher_path, weights_only=True) if teacher_path.exists() else [None] * len(rows)
+        return [(RenderedExample(**row["example"], teacher=None if teacher is None else TeacherTopK.from_state(teacher)),
+                 ExampleInfo(**row["info"])) for row, teacher in zip(rows, teachers)], True
     items = build()
-    write_json(path, [{"example": asdict(example), "info": asdict(info)} for example, info in items])
+    if any(example.teacher is not None for example, _ in items):
+        partial = teacher_path.with_suffix(f".{os.getpid()}.tmp")
+        torch.save([None if e.teacher is None else e.teacher.state() for e, _ in items], partial)
+        partial.replace(teacher_path)
+    write_json(path, [{"example": {"trajectory_id": example.trajectory_id, "input_ids": example.input_ids,
+                                   "labels": example.labels, "span_ids": example.span_ids}, "info": asdict(info)}
+                      for example, info in items])
     return items, False

@@ -21,6 +21,8 @@ from deepcoder.data.packing import collate_packed, pack
 from deepcoder.data.render import IGNORE_INDEX, RenderedExample, SpanStrategy, render_trajectory
 from deepcoder.data.spans import SPAN_INDEX
 from deepcoder.data.stats import real_token_share, span_statistics
+from deepcoder.data.teacher_topk import AlignmentCounts, batch_tensors, check_alignment
+from deepcoder.data.token_map import TokenMap
 from deepcoder.data.trajectories import load_trajectories
 from deepcoder.data.windows import WindowBatchSampler, WindowTagged, supervised_tokens
 
@@ -28,18 +30,22 @@ log = logging.getLogger(__name__)
 
 
 def collate(examples: list[RenderedExample], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-pad to the longest example of the batch; padding is never supervised."""
+    """Right-pad to the longest example of the batch; padding is never supervised. Examples with
+    stored teacher logprobs add ``teacher_ids``/``teacher_logprobs`` ``[B, T, k]``."""
     length = max(len(e) for e in examples)
 
     def pad(rows: list[list[int]], value: int) -> torch.Tensor:
         return torch.tensor([row + [value] * (length - len(row)) for row in rows], dtype=torch.long)
 
-    return {
+    batch = {
         "input_ids": pad([e.input_ids for e in examples], pad_id),
         "attention_mask": pad([[1] * len(e) for e in examples], 0),
         "labels": pad([e.labels for e in examples], IGNORE_INDEX),
         "span_ids": pad([e.span_ids for e in examples], SPAN_INDEX["prompt"]),
     }
+    if examples[0].teacher is not None:
+        batch.update(batch_tensors([[(e.teacher, 0)] for e in examples], length))
+    return batch
 
 
 def collate_tagged(items: list[tuple[list[RenderedExample], int]], pad_id: int,
@@ -58,13 +64,18 @@ class TrajectoryDataModule(L.LightningDataModule):
     :class:`~deepcoder.data.loader.ResumableDataLoader` (mid-epoch resume). With ``packing``,
     examples are packed into evenly filled rows of at most ``pack_length`` (default
     ``max_length``) tokens; see :mod:`deepcoder.data.packing`. Filters run after the cache.
+
+    ``teacher_logprobs`` (set by ``train.py`` for a distillation loss without a live teacher)
+    aligns the steps' stored top-k logprobs with the tokens (:mod:`deepcoder.data.teacher_topk`),
+    refuses logprobs from another tokenizer, and puts ``teacher_ids``/``teacher_logprobs`` in
+    every batch.
     """
 
     def __init__(self, trajectories: str, tokenizer: PreTrainedTokenizerBase, span: SpanStrategy,
                  only_passed: bool = True, val_fraction: float = 0.1, batch_size: int = 8,
                  max_length: int = 2048, num_workers: int = 0, seed: int = 0, cache: bool = True,
                  filters: Filters | None = None, curriculum: Curriculum | None = None, packing: bool = False,
-                 pack_length: int | None = None, group_by_length: bool = False) -> None:
+                 pack_length: int | None = None, group_by_length: bool = False, teacher_logprobs: bool = False) -> None:
         super().__init__()
         if not 0.0 <= val_fraction < 1.0:
             raise ValueError(f"data.val_fraction must be in [0, 1), got {val_fraction}")
@@ -75,6 +86,8 @@ class TrajectoryDataModule(L.LightningDataModule):
         self.max_length, self.num_workers, self.seed, self.cache = max_length, num_workers, seed, cache
         self.filters, self.curriculum = filters or Filters(), curriculum or Curriculum()
         self.packing, self.pack_length, self.group_by_length = packing, pack_length or max_length, group_by_length
+        self.token_map = TokenMap(tokenizer) if teacher_logprobs else None
+        self.alignment: AlignmentCounts | None = None
         self.cache_hit = False
         self.dropped: dict[str, int] = {}
         self.train_set: list[RenderedExample] = []
@@ -85,10 +98,16 @@ class TrajectoryDataModule(L.LightningDataModule):
         if self.train_set:
             return
         if self.cache:
-            key = dataset_key(self.path, self.tokenizer, self.span, max_length=self.max_length)
+            key = dataset_key(self.path, self.tokenizer, self.span, max_length=self.max_length,
+                              teacher_logprobs=self.token_map is not None)
             items, self.cache_hit = cached_examples(key, self._render_all)
         else:
             items = self._render_all()
+        if self.token_map is not None:
+            self.alignment = AlignmentCounts()
+            for example, _ in items:
+                self.alignment.add(example.teacher.counts)
+            check_alignment(self.alignment, self.path)
         items, self.dropped = self.filters.apply(items, self.only_passed)
         if not items:
             raise ValueError(f"{self.path}: no usable trajectories (only_passed={self.only_passed}, "
@@ -98,6 +117,9 @@ class TrajectoryDataModule(L.LightningDataModule):
         self.val_set = [example for example, _ in items[:n_val]]
         self.train_set = [example for example, _ in items[n_val:]]
         self.train_info = [info for _, info in items[n_val:]]
+        if self.token_map is not None and not _teacher_coverage(self.train_set):
+            raise ValueError(f"{self.path}: no supervised token of the training set has stored teacher logprobs "
+                             f"(only_passed={self.only_passed}, dropped: {self.dropped})")
 
     def _render_all(self) -> list[Item]:
         rows = load_trajectories(self.path, only_passed=False)  # only_passed is a filter, after the cache
@@ -107,12 +129,10 @@ class TrajectoryDataModule(L.LightningDataModule):
 
     def _render(self, where: str, record: dict[str, Any]) -> Item:
         try:
-            full = render_trajectory(self.tokenizer, record, self.span)
+            full = render_trajectory(self.tokenizer, record, self.span, token_map=self.token_map)
         except (ValueError, KeyError, TypeError, IndexError) as exc:
             raise ValueError(f"{where}: cannot render: {exc}") from exc
-        end = self.max_length
-        example = RenderedExample(full.trajectory_id, full.input_ids[:end], full.labels[:end], full.span_ids[:end])
-        return example, describe(record, len(full))
+        return full.truncated(self.max_length), describe(record, len(full))
 
     def train_rows(self) -> list[list[int]]:
         """Training rows as lists of example indices: packs, or one example each."""
@@ -139,10 +159,15 @@ class TrajectoryDataModule(L.LightningDataModule):
         tokens = [len(e) for e in self.train_set]
         rows = self.train_rows()
         share = _real_token_share(self.train_sampler(rows)) if rows else 0.0
-        return {"n_train": len(self.train_set), "n_val": len(self.val_set),
-                "train_tokens": sum(tokens), "max_length": max(tokens, default=0),
-                "dropped": dict(self.dropped), **span_statistics(self.train_set),
-                "packing": self.packing, "train_rows": len(rows), "real_token_share": round(share, 4)}
+        stats = {"n_train": len(self.train_set), "n_val": len(self.val_set),
+                 "train_tokens": sum(tokens), "max_length": max(tokens, default=0),
+                 "dropped": dict(self.dropped), **span_statistics(self.train_set),
+                 "packing": self.packing, "train_rows": len(rows), "real_token_share": round(share, 4)}
+        if self.alignment is not None:
+            stats["teacher_logprobs"] = {"aligned_share": round(self.alignment.aligned_share, 4),
+                                         "mapped_share": round(self.alignment.mapped_share, 4),
+                                         "train_coverage": round(_teacher_coverage(self.train_set), 4)}
+        return stats
 
     def train_dataloader(self) -> DataLoader:
         """Batches tagged with their accumulation window's supervised-token count; resumable mid-epoch."""
@@ -160,6 +185,17 @@ class TrajectoryDataModule(L.LightningDataModule):
             return []
         return DataLoader(self.val_set, batch_size=self.batch_size, num_workers=self.num_workers,
                           collate_fn=partial(collate, pad_id=self.tokenizer.pad_token_id))
+
+
+def _teacher_coverage(examples: list[RenderedExample]) -> float:
+    """The share of supervised tokens (after the causal shift) that have the teacher's top-k."""
+    covered = total = 0
+    for example in examples:
+        taught = set(example.teacher.positions.tolist()) if example.teacher is not None else set()
+        supervised = [i for i, label in enumerate(example.labels) if i > 0 and label != IGNORE_INDEX]
+        covered += sum(1 for i in supervised if i in taught)
+        total += len(supervised)
+    return covered / total if total else 0.0
 
 
 def _real_token_share(sampler: WindowBatchSampler) -> float:

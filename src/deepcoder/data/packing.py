@@ -18,6 +18,7 @@ import torch
 
 from deepcoder.data.render import IGNORE_INDEX, RenderedExample
 from deepcoder.data.spans import SPAN_INDEX
+from deepcoder.data.teacher_topk import batch_tensors
 
 
 def pack(lengths: list[int], capacity: int, seed: int = 0) -> list[list[int]]:
@@ -48,7 +49,8 @@ def pack(lengths: list[int], capacity: int, seed: int = 0) -> list[list[int]]:
 
 
 def collate_packed(rows: list[list[RenderedExample]], pad_id: int) -> dict[str, torch.Tensor]:
-    """A batch of packed rows: ``input_ids``, ``position_ids``, ``labels``, ``span_ids`` (no mask)."""
+    """A batch of packed rows: ``input_ids``, ``position_ids``, ``labels``, ``span_ids`` (no mask), and
+    ``teacher_ids``/``teacher_logprobs`` when the examples carry stored teacher logprobs."""
     ids, positions, labels, spans = [], [], [], []
     for row in rows:
         ids.append([t for e in row for t in e.input_ids])
@@ -60,6 +62,11 @@ def collate_packed(rows: list[list[RenderedExample]], pad_id: int) -> dict[str, 
     def pad(rows_: list[list[int]], filler) -> torch.Tensor:  # filler(n): the n padding values
         return torch.tensor([r + filler(length - len(r)) for r in rows_], dtype=torch.long)
 
-    return {"input_ids": pad(ids, lambda n: [pad_id] * n), "position_ids": pad(positions, lambda n: list(range(n))),
-            "labels": pad(labels, lambda n: [IGNORE_INDEX] * n),
-            "span_ids": pad(spans, lambda n: [SPAN_INDEX["prompt"]] * n)}
+    batch = {"input_ids": pad(ids, lambda n: [pad_id] * n), "position_ids": pad(positions, lambda n: list(range(n))),
+             "labels": pad(labels, lambda n: [IGNORE_INDEX] * n),
+             "span_ids": pad(spans, lambda n: [SPAN_INDEX["prompt"]] * n)}
+    if rows[0][0].teacher is not None:
+        starts = [[sum(len(e) for e in row[:i]) for i in range(len(row))] for row in rows]
+        batch.update(batch_tensors([[(e.teacher, start) for e, start in zip(row, offsets)]
+                                    for row, offsets in zip(rows, starts)], length))
+    return batch

@@ -34,10 +34,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     spec = instantiate(cfg.model)
     model, tokenizer = spec.load(seed=cfg.seed)
     student = spec.for_training(model, seed=cfg.seed)  # activation checkpointing, LoRA
-    datamodule = instantiate(cfg.data, tokenizer=tokenizer, span=instantiate(cfg.span))
-    datamodule.setup("fit")
     loss = instantiate(cfg.loss)
     teacher = build_teacher(loss, model, tokenizer, getattr(spec, "name", ""), cfg.data.trajectories)
+    datamodule = instantiate(cfg.data, tokenizer=tokenizer, span=instantiate(cfg.span),
+                             teacher_logprobs=loss.distills and teacher is None)  # stored top-k in the batches
+    datamodule.setup("fit")
     module = DistillationModule(student.model, loss, instantiate(cfg.optimizer),
                                 instantiate(cfg.scheduler) if cfg.get("scheduler") else None, teacher=teacher)
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]

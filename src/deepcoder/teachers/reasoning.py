@@ -54,13 +54,26 @@ def _tool_input(arguments: str | None) -> str:
     return json.dumps(parsed)
 
 
+BYTES_PREFIX = "bytes:"  # a stored token given by its bytes (hex): its text lost some
+
+
 def top_logprobs_of(choice: Any) -> list[dict[str, Any]] | None:
-    """Per generated token: ``{"token", "logprob", "top": [[token, logprob], …]}``; None when not returned."""
+    """Per generated token: ``{"token", "logprob", "top": [[token, logprob], …]}``; None when not returned.
+
+    A token is stored as the server names it (its text, or vLLM's ``token_id:N``), except one whose
+    text holds U+FFFD — part of a multi-byte character, decoded lossily — which is stored as
+    ``bytes:HEX`` from the API's ``bytes`` field, so it can still be mapped to a token id.
+    """
     content = getattr(getattr(choice, "logprobs", None), "content", None)
     if not content:
         return None
-    return [{"token": item.token, "logprob": item.logprob,
-             "top": [[alt.token, alt.logprob] for alt in (item.top_logprobs or [])]} for item in content]
+    return [{"token": _token(item), "logprob": item.logprob,
+             "top": [[_token(alt), alt.logprob] for alt in (item.top_logprobs or [])]} for item in content]
+
+
+def _token(item: Any) -> str:
+    raw = getattr(item, "bytes", None)
+    return f"{BYTES_PREFIX}{bytes(raw).hex()}" if "\ufffd" in item.token and raw else item.token
 
 
 def with_reasoning(content: str, reasoning: str | None) -> str:

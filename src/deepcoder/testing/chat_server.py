@@ -4,7 +4,8 @@ It speaks the protocol at Groq's paths (``/openai/v1/…``: base URL :attr:`Chat
 OpenAI's (``/v1/…``: :attr:`ChatServer.openai_url`): ``POST chat/completions`` and ``GET models``.
 Replies come from a script (a function of the request body), so a test decides the teacher's
 turns: Thought/Action text, R1-style inline ``<think>``, a separate ``reasoning`` or
-``reasoning_content`` field, native ``tool_calls``; top-k ``logprobs`` when asked.
+``reasoning_content`` field, native ``tool_calls``; top-k ``logprobs`` of the content when asked
+(synthetic, or a real model's through ``logprobs=``: :mod:`deepcoder.testing.served_logprobs`).
 
 Limits as Groq applies them: optional requests/min and tokens/min token buckets (a request costs
 its prompt plus completion tokens, counted here as characters/4, unlike the client's estimate),
@@ -48,6 +49,7 @@ class Reply:
 
 
 Script = Callable[[dict[str, Any]], Reply]
+LogprobSource = Callable[[list[dict[str, Any]], Reply, int], list[dict[str, Any]]]  # (messages, reply, k) → entries
 
 
 def turn_script(turns: Sequence[Reply | str] = DEFAULT_TURNS) -> Script:
@@ -109,8 +111,9 @@ class ChatServer:
     def __init__(self, script: Script | None = None, models: Sequence[str] = ("openai/gpt-oss-120b", "test-model"),
                  latency_s: float = 0.0, requests_per_minute: float | None = None,
                  tokens_per_minute: float | None = None, bucket_s: float = 60.0, api_key: str | None = None,
-                 fingerprint: str = "fp_test") -> None:
+                 fingerprint: str = "fp_test", logprobs: LogprobSource | None = None) -> None:
         self.script = script or turn_script()
+        self.logprobs = logprobs or _synthetic_logprobs
         self.models, self.latency_s, self.api_key, self.fingerprint = list(models), latency_s, api_key, fingerprint
         self.stats = Stats()
         self._faults: collections.deque[Fault] = collections.deque()
@@ -200,15 +203,18 @@ class ChatServer:
                                      for i, (name, arguments) in enumerate(reply.tool_calls)]
         choice: dict[str, Any] = {"index": 0, "message": message, "finish_reason": "stop", "logprobs": None}
         if body.get("logprobs"):
-            choice["logprobs"] = {"content": _logprobs(reply.content or "", int(body.get("top_logprobs") or 0))}
+            choice["logprobs"] = {"content": self.logprobs(body.get("messages", []), reply,
+                                                           int(body.get("top_logprobs") or 0))}
         return {"id": "chatcmpl-test", "object": "chat.completion", "created": int(time.time()),
                 "model": body.get("model"), "system_fingerprint": self.fingerprint, "choices": [choice],
                 "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
                           "total_tokens": prompt + completion}}
 
 
-def _logprobs(content: str, k: int) -> list[dict[str, Any]]:
-    """Deterministic per-token log-probabilities: the chosen token first, then ``k - 1`` alternatives."""
+def _synthetic_logprobs(messages: list[dict[str, Any]], reply: Reply, k: int) -> list[dict[str, Any]]:
+    """Deterministic per-token log-probabilities of the content: the chosen token first, then ``k - 1``
+    alternatives, on four-character pieces (not a tokenizer's tokens)."""
+    content = reply.content or ""
     pieces = [content[i:i + 4] for i in range(0, len(content), 4)]
     out = []
     for i, piece in enumerate(pieces):
