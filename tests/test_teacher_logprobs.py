@@ -120,6 +120,17 @@ def test_logprobs_of_another_tokenizer_are_refused_naming_the_cause(agent, tmp_p
         module.setup("fit")
 
 
+def test_malformed_stored_logprobs_are_refused_naming_file_line_and_field(agent, teacher, tmp_path, tiny_tokenizer):
+    model, tokenizer = teacher
+    records = served_records(agent, model, tokenizer, PLAIN, n=2)
+    del records[1]["steps"][0]["logprobs"][3]["token"]
+    path = write(tmp_path / "bad.jsonl", records)
+    module = TrajectoryDataModule(str(path), tiny_tokenizer, StructuredSpans(), only_passed=False, cache=False,
+                                  teacher_logprobs=True)
+    with pytest.raises(ValueError, match=rf"{path}:2: field 'steps.0.logprobs.3.token': Field required"):
+        module.setup("fit")
+
+
 def test_trajectories_without_logprobs_are_refused_by_the_data_module(tmp_path, tiny_tokenizer):
     from test_render import make_record
 

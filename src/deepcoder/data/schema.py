@@ -46,11 +46,20 @@ class Action(Record):
     input: StrictStr
 
 
+class TokenLogprob(Record):
+    """One generated token with the server's top-k (``teachers.reasoning.top_logprobs_of``)."""
+
+    token: StrictStr
+    logprob: float | None = None
+    top: list[tuple[StrictStr, float | None]] = []
+
+
 class Step(Record):
     thought: StrictStr = ""
     action: Action | None = None
     observation: StrictStr | None = None
     segments: list[tuple[StrictInt, StrictInt, SpanName]] | None = None
+    logprobs: list[TokenLogprob] | None = None
 
 
 class Usage(Record):
