@@ -124,23 +124,29 @@ def align_teacher(tokens: LabelledTokens, record: dict[str, Any], token_map: Tok
         chosen = [token_map.id_of(entry["token"]) for entry in entries]
         matcher = SequenceMatcher(None, [-1 if i is None else i for i in chosen],
                                   [tokens.input_ids[k] for k in region], autojunk=False)
-        aligned = 0
+        matched: dict[int, int] = {}  # teacher entry → region index
         for block in matcher.get_matching_blocks():
-            if block.size < MIN_RUN:
-                continue
-            for offset in range(block.size):
-                j = block.a + offset
-                top = _top_k(entries[j], chosen[j], token_map, counts)
-                if top:
-                    rows[region[block.b + offset]] = top
-                    aligned += 1
+            if block.size >= MIN_RUN:
+                matched.update((block.a + offset, block.b + offset) for offset in range(block.size))
+        for j, b in matched.items():
+            top = _top_k(entries[j], chosen[j], token_map, counts)
+            if top:
+                rows[region[b]] = top
         comparable = min(len(entries), len(region))
-        counts.add(AlignmentCounts(steps=1, teacher_tokens=len(entries), comparable=comparable, aligned=aligned))
-        if aligned < ALIGNMENT_FLOOR * comparable and not counts.example:
-            counts.example = (f"trajectory {record.get('trajectory_id', '?')} step {turn}: teacher tokens "
-                              f"{[entry['token'] for entry in entries[:6]]} → ids {chosen[:6]}, student ids "
-                              f"{[tokens.input_ids[k] for k in region[:6]]}")
+        counts.add(AlignmentCounts(steps=1, teacher_tokens=len(entries), comparable=comparable, aligned=len(matched)))
+        if len(matched) < ALIGNMENT_FLOOR * comparable and not counts.example:
+            counts.example = _mismatch(record, turn, entries, [tokens.input_ids[k] for k in region], matched, token_map)
     return _sparse(rows, counts)
+
+
+def _mismatch(record: dict[str, Any], turn: int, entries: list[dict[str, Any]], student: list[int],
+              matched: dict[int, int], token_map: TokenMap) -> str:
+    """Where a step's tokens first stop aligning: the teacher's tokens there and the student's."""
+    gap = next((j for j in range(len(entries)) if j not in matched), len(entries))
+    after = max((b + 1 for j, b in matched.items() if j < gap), default=0)
+    student_tokens = [token_map.tokenizer.decode([index]) for index in student[after:after + 5]]
+    return (f"trajectory {record.get('trajectory_id', '?')} step {turn}, teacher token {gap}: the teacher has "
+            f"{[entry['token'] for entry in entries[gap:gap + 5]]} where the student has {student_tokens}")
 
 
 def _top_k(entry: dict[str, Any], chosen: int, token_map: TokenMap, counts: AlignmentCounts) -> dict[int, float]:
