@@ -5,14 +5,19 @@ its overrides, with all jobs of the sweep in one group (the sweep directory), so
 groups a comparison the way Hydra ran it. ``finish_wandb_runs`` closes each job's run: Hydra's
 basic launcher runs jobs in one process, and Lightning would otherwise reuse the active run.
 ``TrajectoryTable`` logs a few training trajectories, coloured by span (``deepcoder.show``), once
-at the start of training when a W&B logger is on; it does nothing otherwise.
+at the start of training when a W&B logger is on; it does nothing otherwise. ``ResumableRNG``
+carries the random number generators' states through a checkpoint, so dropout (LoRA's included)
+continues after a resume as if the run had never stopped.
 """
 
 from __future__ import annotations
 
+import random
 from typing import Any, Sequence
 
 import lightning as L
+import numpy as np
+import torch
 from lightning.pytorch.loggers import Logger, WandbLogger
 
 from deepcoder.data.spans import SPAN_NAMES
@@ -70,6 +75,46 @@ class TrajectoryTable(L.Callback):
             logger.log_table(key=self.KEY, columns=columns, data=rows)
             # The same views as HTML media of the run itself (files/media/html), viewable offline
             logger.experiment.log({self.HTML_KEY: [row[-1] for row in rows]})
+
+
+class ResumableRNG(L.Callback):
+    """Saves the Python, NumPy, torch and CUDA RNG states in every checkpoint and restores them at
+    the first training batch after a resume.
+
+    Lightning restores weights, optimiser and loop state but not the global generators, so a
+    resumed run would draw different dropout masks. The states are those at the save, at the end
+    of a training batch; nothing between that point and the next batch draws from them (the
+    training loader has its own generator; validation runs without dropout), so restoring them
+    at the next batch start puts the resumed run where the uninterrupted one was. Under DDP rank
+    0's states are saved, and restored on every rank.
+    """
+
+    KEY = "rng_states"
+
+    def __init__(self) -> None:
+        self._pending: dict[str, Any] | None = None
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        name, keys, position, has_gauss, gauss = np.random.get_state()  # plain types: weights_only loading
+        checkpoint[self.KEY] = {"python": random.getstate(),
+                                "numpy": (name, keys.tolist(), position, has_gauss, gauss),
+                                "torch": torch.get_rng_state(),
+                                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        self._pending = checkpoint.get(self.KEY)
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
+        if self._pending is None:
+            return
+        states, self._pending = self._pending, None
+        random.setstate(states["python"])
+        name, keys, position, has_gauss, gauss = states["numpy"]
+        np.random.set_state((name, np.array(keys, dtype=np.uint32), position, has_gauss, gauss))
+        torch.set_rng_state(states["torch"])
+        if states["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(states["cuda"])
 
 
 def trajectory_source(trainer: L.Trainer) -> Any:

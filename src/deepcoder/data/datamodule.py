@@ -175,8 +175,9 @@ class TrajectoryDataModule(L.LightningDataModule):
         sampler = self.train_sampler(rows)
         log.info("training on %d examples in %d rows (packing=%s): %d batches an epoch, %.1f%% real tokens",
                  len(self.train_set), len(rows), self.packing, len(sampler), 100 * _real_token_share(sampler))
+        # its own generator (worker seeds): the global RNG, which dropout draws from, is left alone
         return ResumableDataLoader(WindowTagged(self.train_set, rows), batch_sampler=sampler,
-                                   num_workers=self.num_workers,
+                                   num_workers=self.num_workers, generator=torch.Generator().manual_seed(self.seed),
                                    collate_fn=partial(collate_tagged, pad_id=self.tokenizer.pad_token_id,
                                                       packed=self.packing))
 
