@@ -10,6 +10,7 @@ import sys
 
 from hydra import compose, initialize_config_dir
 
+from deepcoder.callbacks import previous_wandb_run, wandb_logger
 from deepcoder.run.generate import generate
 from deepcoder.show import COLOURS
 
@@ -41,3 +42,23 @@ def test_each_multirun_job_is_its_own_offline_run_in_one_group(tmp_path):
         assert len(table["data"]) == 3 and all(row[1].startswith("sample/") for row in table["data"])
         pages = [p.read_text() for p in (runs[0] / "files" / "media" / "html").rglob("*.html")]
         assert len(pages) == 3 and all(COLOURS["action"] in page and COLOURS["reason"] in page for page in pages)
+
+
+def test_a_resumed_run_continues_its_wandb_run(tmp_path, monkeypatch):
+    for name in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR"):
+        monkeypatch.setenv(name, str(tmp_path / "wandb-home"))
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    options = {"project": "deepcoder", "save_dir": str(tmp_path / "run"), "offline": True}
+    assert previous_wandb_run(tmp_path / "run") is None
+    first = wandb_logger(**options, resume_from=None).experiment
+    run_id = first.id
+    first.finish()
+    assert previous_wandb_run(tmp_path / "run") == run_id
+    resumed = wandb_logger(**options, resume_from="last").experiment
+    assert resumed.id == run_id
+    resumed.finish()
+    fresh = wandb_logger(**options, resume_from=None).experiment
+    assert fresh.id != run_id
+    fresh.finish()

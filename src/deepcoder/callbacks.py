@@ -2,7 +2,8 @@
 
 ``wandb_logger`` makes every job of a ``-m`` sweep (grid or Optuna) its own W&B run, named by
 its overrides, with all jobs of the sweep in one group (the sweep directory), so the W&B UI
-groups a comparison the way Hydra ran it. ``finish_wandb_runs`` closes each job's run: Hydra's
+groups a comparison the way Hydra ran it; a resumed training run (``ckpt_path`` set) continues
+the W&B run it left in its ``save_dir``. ``finish_wandb_runs`` closes each job's run: Hydra's
 basic launcher runs jobs in one process, and Lightning would otherwise reuse the active run.
 ``TrajectoryTable`` logs a few training trajectories, coloured by span (``deepcoder.show``), once
 at the start of training when a W&B logger is on; it does nothing otherwise. ``ResumableRNG``
@@ -13,6 +14,7 @@ continues after a resume as if the run had never stopped.
 from __future__ import annotations
 
 import random
+from pathlib import Path
 from typing import Any, Sequence
 
 import lightning as L
@@ -23,8 +25,13 @@ from lightning.pytorch.loggers import Logger, WandbLogger
 from deepcoder.data.spans import SPAN_NAMES
 
 
-def wandb_logger(group: str | None = None, name: str | None = None, **kwargs: Any) -> WandbLogger:
-    """A ``WandbLogger`` whose group and name default to the Hydra sweep and the job's overrides."""
+def wandb_logger(group: str | None = None, name: str | None = None, resume_from: str | None = None,
+                 **kwargs: Any) -> WandbLogger:
+    """A ``WandbLogger`` whose group and name default to the Hydra sweep and the job's overrides.
+
+    ``resume_from`` (the run's ``ckpt_path``): when set, the newest W&B run already in
+    ``save_dir`` is continued (same id, W&B's ``resume="allow"``) instead of a new one started.
+    """
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
@@ -33,7 +40,16 @@ def wandb_logger(group: str | None = None, name: str | None = None, **kwargs: An
         if hydra.mode == RunMode.MULTIRUN:
             group = group or f"{hydra.job.name}:{hydra.sweep.dir}"
             name = name or hydra.job.override_dirname or f"job{hydra.job.num}"
+    if resume_from is not None and kwargs.get("id") is None:
+        kwargs["id"] = previous_wandb_run(Path(kwargs.get("save_dir") or "."))
     return WandbLogger(group=group, name=name, **kwargs)
+
+
+def previous_wandb_run(save_dir: Path) -> str | None:
+    """The id of the newest W&B run under ``save_dir/wandb`` (``[offline-]run-DATE_TIME-ID``), if any."""
+    runs = [path.name for path in (save_dir / "wandb").glob("*run-*-*") if path.is_dir()]
+    newest = max(runs, key=lambda run: run.removeprefix("offline-").split("-")[1], default=None)
+    return None if newest is None else newest.rsplit("-", 1)[1]
 
 
 def finish_wandb_runs(loggers: Sequence[Logger], failed: bool = False) -> None:
