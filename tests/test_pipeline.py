@@ -146,6 +146,22 @@ def test_multirun_sweep_gives_each_job_its_own_output_dir(generated, tmp_path):
     assert all((m.parent / "student" / "config.json").exists() for m in metrics)
 
 
+def test_multirun_jobs_sharing_an_explicit_output_dir_are_refused(tmp_path):
+    def sweep(output_dir: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(ROOT / "generate.py"), "-m", "problems.limit=1,2",
+                               f"output_dir={output_dir}", f"paths.output_root={tmp_path / 'root'}"],
+                              capture_output=True, text=True, cwd=ROOT)
+
+    shared = sweep(str(tmp_path / "shared"))
+    assert shared.returncode != 0
+    assert f"output_dir={tmp_path / 'shared'} is shared by jobs 0 and 1 of this multirun" in shared.stderr
+    assert len((tmp_path / "shared" / "trajectories.jsonl").read_text().splitlines()) == 1  # job 0's, untouched
+    per_job = sweep(str(tmp_path / "per-job") + "/${hydra:job.num}")
+    assert per_job.returncode == 0, per_job.stderr[-2000:]
+    assert [len((tmp_path / "per-job" / job / "trajectories.jsonl").read_text().splitlines())
+            for job in ("0", "1")] == [1, 2]
+
+
 def test_gradient_accumulation_gives_the_same_step_as_one_big_batch(generated, tmp_path):
     """1 × 4 and 2 × 2 (accumulated) make the same SGD step: one global token normaliser."""
     students = []

@@ -115,9 +115,13 @@ def write_jsonl(records: list[dict[str, Any]], path: str | Path) -> None:
 
 
 def save_config(cfg: Any, output_dir: str | Path) -> None:
-    """The resolved config of a stage, beside its outputs (keys are never in configs: env only)."""
+    """The resolved config of a stage, beside its outputs (keys are never in configs: env only); the
+    first thing a stage writes, so a sweep job whose ``output_dir`` another job holds stops here."""
     from omegaconf import OmegaConf
 
+    from deepcoder.utils.sweep_dirs import claim_for_sweep_job
+
+    claim_for_sweep_job(output_dir)
     path = Path(output_dir) / "config.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(OmegaConf.to_yaml(cfg, resolve=True), encoding="utf-8")
