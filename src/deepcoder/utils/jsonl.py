@@ -97,21 +97,31 @@ class JsonlAppender:
 
 
 def write_json(path: str | Path, obj: Any) -> None:
-    """Write JSON atomically (temp file + rename), so a reader never sees half a report."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    """Write JSON atomically, so a reader never sees half a report."""
+    replace_atomically(path, json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
 
 
 def write_jsonl(records: list[dict[str, Any]], path: str | Path) -> None:
-    """Write a whole JSONL file atomically (temp file + rename)."""
+    """Write a whole JSONL file atomically."""
+    replace_atomically(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+
+
+def replace_atomically(path: str | Path, text: str) -> None:
+    """``path`` holds the old content or ``text``, never a mix, even after a crash or power loss:
+    a temp file is written and fsynced, renamed over ``path``, and the rename fsynced (the folder)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # one per process: DDP ranks may write the same file
+    with tmp.open("w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
     os.replace(tmp, path)
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
 
 
 def save_config(cfg: Any, output_dir: str | Path) -> None:
