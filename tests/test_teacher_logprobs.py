@@ -181,6 +181,11 @@ def test_batches_carry_the_top_k_padded_or_packed_and_the_cache_keeps_them(store
         offset += len(example)
     stats = module.stats()["teacher_logprobs"]
     assert stats["aligned_share"] == 1.0 and 0.5 < stats["train_coverage"] < 1.0  # the reasoning has none
+    cut = max(int(e.teacher.positions[5]) for e in examples) + 1  # inside every first assistant turn
+    truncated = data_module(stored, tokenizer, max_length=cut, cache=False).train_set
+    assert all(len(e) == cut and 5 < len(e.teacher.positions) < len(full.teacher.positions)
+               and e.teacher.positions.max() < cut for e, full in zip(truncated, examples))
+    assert collate(truncated, tokenizer.pad_token_id)["teacher_ids"].shape[:2] == (3, cut)
 
 
 def test_the_module_loss_from_stored_top_k_is_the_reference_on_the_teachers_own_top_k(stored, teacher):
