@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 
+import openai
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
@@ -93,6 +94,22 @@ def test_openai_teacher_requests_and_records_top_k_logprobs(server, agent):
     assert "".join(t["token"] for t in logprobs) == ACTION
     assert all(len(t["top"]) == 3 and t["top"][0] == [t["token"], t["logprob"]] for t in logprobs)
     assert record["teacher"] == {"provider": "openai", "model": "test-model", "fingerprint": "fp_test"}
+
+
+def test_a_reasoning_model_rejecting_parameters_gets_max_completion_tokens_and_no_sampling_options(caplog):
+    """OpenAI's o-series / gpt-5 answer 400 unsupported_parameter to max_tokens, temperature and stop."""
+    with ChatServer(turn_script([ACTION]), api_key=KEY, unsupported=("max_tokens", "temperature", "stop")) as chat:
+        teacher = OpenAITeacher("test-model", base_url=chat.openai_url, max_tokens=777)
+        assert teacher.complete(MESSAGES, problem=None).text == ACTION
+        assert chat.stats.statuses[400] == 3  # one rejection per parameter, then it adapts
+        request = chat.stats.requests[-1]
+        assert request["max_completion_tokens"] == 777 and not {"max_tokens", "temperature", "stop"} & request.keys()
+        teacher.complete(MESSAGES, problem=None)
+        assert chat.stats.statuses[400] == 3 and len(chat.stats.requests) == 5  # remembered: no new 400
+    assert "does not take max_tokens: sending max_completion_tokens from now on" in caplog.text
+    with ChatServer(turn_script([ACTION]), api_key=KEY, unsupported=("logprobs",)) as chat:
+        with pytest.raises(openai.BadRequestError, match="'logprobs' is not supported"):  # asked for: never dropped
+            OpenAITeacher("test-model", base_url=chat.openai_url, top_logprobs=5).complete(MESSAGES, problem=None)
 
 
 def test_a_misspelt_model_fails_fast_naming_it_and_the_served_ones(server):

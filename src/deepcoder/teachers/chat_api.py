@@ -11,6 +11,9 @@ Failure handling, one owner each:
   at most ``rate_limit_retries`` times.
 - **413** (request larger than the token budget): ``max_tokens`` is halved and the request sent
   again, down to ``min_max_tokens``; below that the call fails with :class:`RequestTooLarge`.
+- **400 unsupported parameter** (OpenAI's reasoning models reject ``max_tokens``, ``temperature``,
+  ``top_p`` and ``stop``): ``max_tokens`` is sent as ``max_completion_tokens`` from then on, and a
+  rejected sampling parameter is left out from then on, each with a warning; any other 400 fails.
 - **Malformed or empty completions** (a body that is not JSON, no choices, no text, reasoning
   or tool call) raise :class:`MalformedCompletion` / :class:`EmptyCompletion`. The agent loop
   records them as the record's ``error``, not as an empty assistant turn (which training would
@@ -44,6 +47,8 @@ log = logging.getLogger(__name__)
 
 MODEL_CHECK_TIMEOUT_S = 4.0
 SHOWN_MODELS = 8
+UNSUPPORTED_CODES = ("unsupported_parameter", "unsupported_value")  # a 400 naming one request parameter
+ADAPTABLE = {"max_tokens": "max_completion_tokens", "temperature": None, "top_p": None, "stop": None}
 
 
 class EmptyCompletion(RuntimeError):
@@ -120,6 +125,7 @@ class ChatAPITeacher:
         self.stop = list(stop) if stop else None
         self.rate_limit_retries = rate_limit_retries
         self.fingerprint: str | None = None
+        self._renamed: dict[str, str | None] = {}  # parameters the model rejected → new name, None: left out
         self.limiter = limiter or RateLimiter(requests_per_minute, tokens_per_minute)
         self._estimator = _TokenEstimator(self.max_tokens)
         self.client = self.sdk.Client(  # Groq / OpenAI: both SDKs name the sync client ``Client`` too
@@ -182,6 +188,8 @@ class ChatAPITeacher:
                     self.limiter.rate_limited(reservation, exc.response.headers, attempt)
                     continue
                 self.limiter.refund(reservation)
+                if self._adapt_to(exc):
+                    continue
                 if exc.status_code == 413:
                     if max_tokens // 2 < self.min_max_tokens:
                         raise RequestTooLarge(f"413 with max_tokens={max_tokens} (floor teacher.min_max_tokens="
@@ -198,7 +206,19 @@ class ChatAPITeacher:
     def _sampling(self, max_tokens: int) -> dict[str, Any]:
         options = {"max_tokens": max_tokens, "temperature": self.temperature, "top_p": self.top_p,
                    "seed": self.seed, "stop": self.stop, **self._request_options()}
-        return {key: value for key, value in options.items() if value is not None}
+        options = {self._renamed.get(key, key): value for key, value in options.items()}
+        return {key: value for key, value in options.items() if key is not None and value is not None}
+
+    def _adapt_to(self, exc: Any) -> bool:
+        """Whether a 400 named a parameter this model does not take and the request can do without it."""
+        param = getattr(exc, "param", None)
+        if exc.status_code != 400 or getattr(exc, "code", None) not in UNSUPPORTED_CODES \
+                or param not in ADAPTABLE or param in self._renamed:
+            return False
+        self._renamed[param] = ADAPTABLE[param]
+        log.warning("%s does not take %s: %s from now on (%s)", self.model, param,
+                    f"sending {ADAPTABLE[param]}" if ADAPTABLE[param] else "leaving it out", _message(exc))
+        return True
 
     def _completion(self, raw: Any, reservation: Any, words: int, latency_s: float) -> Completion:
         headers: Mapping[str, str] = raw.headers

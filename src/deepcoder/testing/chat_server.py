@@ -15,7 +15,9 @@ so that a short run measures the steady rate, not the first full bucket.
 
 Faults on command (:meth:`ChatServer.inject`), each taken by the next chat request: ``429`` (with
 ``retry-after``), ``500``, ``413``, ``timeout`` (answers after ``delay_s``), ``truncated`` (a 200
-whose JSON is cut short), ``empty`` (a 200 with no content).
+whose JSON is cut short), ``empty`` (a 200 with no content). ``unsupported=("max_tokens", …)``
+plays a model that rejects request parameters as OpenAI's reasoning models do: a 400 naming the
+``param`` with code ``unsupported_parameter`` (``max_tokens``: "Use 'max_completion_tokens'").
 """
 
 from __future__ import annotations
@@ -111,8 +113,10 @@ class ChatServer:
     def __init__(self, script: Script | None = None, models: Sequence[str] = ("openai/gpt-oss-120b", "test-model"),
                  latency_s: float = 0.0, requests_per_minute: float | None = None,
                  tokens_per_minute: float | None = None, bucket_s: float = 60.0, api_key: str | None = None,
-                 fingerprint: str = "fp_test", logprobs: LogprobSource | None = None) -> None:
+                 fingerprint: str = "fp_test", logprobs: LogprobSource | None = None,
+                 unsupported: Sequence[str] = ()) -> None:
         self.script = script or turn_script()
+        self.unsupported = tuple(unsupported)
         self.logprobs = logprobs or _synthetic_logprobs
         self.models, self.latency_s, self.api_key, self.fingerprint = list(models), latency_s, api_key, fingerprint
         self.stats = Stats()
@@ -172,6 +176,11 @@ class ChatServer:
         """Answer one chat request: (status, headers, body bytes)."""
         with self._lock:
             self.stats.requests.append(body)
+        rejected = next((name for name in self.unsupported if name in body), None)
+        if rejected:
+            advice = " Use 'max_completion_tokens' instead." if rejected == "max_tokens" else ""
+            return 400, {}, _error(f"Unsupported parameter: '{rejected}' is not supported with this model.{advice}",
+                                   param=rejected, code="unsupported_parameter")
         fault = self._next_fault()
         if fault and fault.kind in ("429", "500", "413"):
             retry = {"retry-after": f"{fault.retry_after if fault.retry_after is not None else 1:g}"}
@@ -225,8 +234,9 @@ def _synthetic_logprobs(messages: list[dict[str, Any]], reply: Reply, k: int) ->
     return out
 
 
-def _error(message: str) -> bytes:
-    return json.dumps({"error": {"message": message, "type": "test", "code": "test"}}).encode()
+def _error(message: str, param: str | None = None, code: str = "test") -> bytes:
+    return json.dumps({"error": {"message": message, "type": "invalid_request_error", "param": param,
+                                 "code": code}}).encode()
 
 
 def _handler(server: ChatServer) -> type[BaseHTTPRequestHandler]:
