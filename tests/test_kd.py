@@ -262,15 +262,54 @@ def test_accumulation_and_ddp_give_the_big_batch_gradient(tiny_pair, name, diver
         torch.testing.assert_close(averaged, big_grad, rtol=1e-5, atol=1e-7)
 
 
+def capture_logs(module: DistillationModule, others: list[torch.Tensor] = ()) -> dict:
+    """What the module logs, on one device (or rank 0 of a world whose other ranks hold ``others``)."""
+    logged = {}
+    module.log_dict = lambda metrics, **kwargs: logged.update(metrics)
+    module.log = lambda name, value, **kwargs: logged.update({name: value})
+    module.trainer = SimpleNamespace(strategy=SimpleNamespace(reduce=lambda totals, reduce_op: totals + sum(others)))
+    return logged
+
+
+def validate(module: DistillationModule, *batches: dict[str, torch.Tensor]) -> torch.Tensor:
+    """A validation epoch as Lightning runs it; returns the last batch's loss."""
+    module.on_validation_epoch_start()
+    losses = [module._step(batch, "val") for batch in batches]
+    module.on_validation_epoch_end()
+    return losses[-1]
+
+
+def test_validation_metrics_are_token_means_over_all_batches_and_ranks(tiny_pair):
+    """A batch with 2 supervised tokens and one with 30 count 2 : 30, not 1 : 1, on one device or two ranks."""
+    student, _, teacher = tiny_pair
+    loss = SpanLoss("sad_kd", reason=0.5, divergence="jsd", ce_weight=0.3)
+    data = token_batch(4, seed=3)
+    data["labels"][0, 3:] = -100
+    first, rest = ({key: value[part] for key, value in data.items()} for part in (slice(0, 1), slice(1, 4)))
+    module = DistillationModule(student, loss, optimizer=torch.optim.SGD, chunk_size=5, teacher=teacher)
+    whole = capture_logs(module)
+    validate(module, data)
+    in_two = capture_logs(module)
+    validate(module, first, rest)
+    other_rank = DistillationModule(student, loss, optimizer=torch.optim.SGD, chunk_size=5, teacher=teacher)
+    capture_logs(other_rank)
+    validate(other_rank, rest)
+    ranks = capture_logs(module, others=[other_rank._val_totals])
+    validate(module, first)
+    assert whole.keys() == in_two.keys() == ranks.keys() and {"val/loss", "val/jsd_reason"} <= whole.keys()
+    for key, value in whole.items():
+        assert in_two[key] == pytest.approx(value, rel=1e-6) and ranks[key] == pytest.approx(value, rel=1e-6), key
+    per_batch = [float(validate(module, part)) for part in (first, rest)]
+    assert abs(sum(per_batch) / 2 - whole["val/loss"]) > 0.01  # a mean of batch means would be another number
+
+
 def test_module_with_a_live_teacher_agrees_with_span_loss_and_logs_per_span_divergence(tiny_pair):
     student, _, teacher = tiny_pair
     loss = SpanLoss("sad_kd", reason=0.5, divergence="reverse_kl", temperature=2.0)
     module = DistillationModule(student, loss, optimizer=torch.optim.SGD, chunk_size=5, teacher=teacher)
-    logged = {}
-    module.log_dict = lambda metrics, **kwargs: logged.update(metrics)
-    module.log = lambda name, value, **kwargs: logged.update({name: value})
+    logged = capture_logs(module)
     data = token_batch(3, seed=1)
-    chunked = module._step(data, "val")
+    chunked = validate(module, data)
     inputs = {key: data[key] for key in ("input_ids", "attention_mask")}
     with torch.no_grad():
         teacher_logits = teacher.model(**inputs).logits[:, :-1]

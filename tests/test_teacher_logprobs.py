@@ -26,6 +26,7 @@ from deepcoder.testing.chat_server import DEFAULT_TURNS, ChatServer, Reply, turn
 from deepcoder.testing.served_logprobs import ServedLogprobs
 
 from conftest import compose_config
+from test_kd import capture_logs, validate
 
 K = 5
 REASONING = "I should try the tool first. Ünïcode 🙂 too."
@@ -195,10 +196,8 @@ def test_the_module_loss_from_stored_top_k_is_the_reference_on_the_teachers_own_
     student, _ = TEACHER_SPEC.load(seed=0)
     loss = SpanLoss("kd", reason=0.5, divergence="jsd", ce_weight=0.1)
     module = DistillationModule(student, loss, optimizer=torch.optim.SGD, chunk_size=16)
-    logged = {}
-    module.log_dict = lambda metrics, **kwargs: logged.update(metrics)
-    module.log = lambda name, value, **kwargs: logged.update({name: value})
-    ours = module._step(batch, "val")
+    logged = capture_logs(module)
+    ours = validate(module, batch)
 
     inputs = {key: batch[key] for key in ("input_ids", "attention_mask")}
     with torch.no_grad():

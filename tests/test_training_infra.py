@@ -4,6 +4,7 @@ early stopping and the warmup schedule, each on the tiny model in a few steps.""
 from __future__ import annotations
 
 import csv
+import json
 import math
 import subprocess
 import sys
@@ -147,11 +148,22 @@ def test_slurm_launcher_composes_with_the_trainer_geometry():
 
 
 @pytest.mark.slow
-def test_two_process_cpu_ddp_trains_and_rank_zero_saves(trajectories, tmp_path):
-    result = subprocess.run([sys.executable, str(ROOT / "train.py"), "trainer=cpu_ddp", "debug=fast",
-                             f"data.trajectories={trajectories}", "data.val_fraction=0", "data.batch_size=1",
-                             "trainer.max_steps=2", f"output_dir={tmp_path}"],
-                            capture_output=True, text=True, cwd=ROOT, timeout=600)
+def test_two_process_cpu_ddp_equals_one_process_accumulating_the_same_batches(trajectories, tmp_path):
+    """Real gloo DDP, 2 ranks × batch 1, against 1 process × batch 1 × accumulation 2: the same steps,
+    weights and validation metrics (each rank validates its half; sums and counts are added up)."""
+    common = [f"data.trajectories={trajectories}", "debug=fast", "data.val_fraction=0.5", "data.batch_size=1",
+              "data.max_length=256", "trainer.max_steps=2"]
+    result = subprocess.run([sys.executable, str(ROOT / "train.py"), "trainer=cpu_ddp", *common,
+                             f"output_dir={tmp_path / 'ddp'}"], capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert (tmp_path / "metrics.json").exists() and (tmp_path / "student" / "config.json").exists()
     assert "Starting with 2 processes" in result.stdout + result.stderr
+    single = train(config(*common, "+trainer.accumulate_grad_batches=2", f"output_dir={tmp_path / 'one'}"))
+    ddp = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
+    assert ddp["steps"] == single["steps"] == 2 and ddp["n_val"] == single["n_val"] == 2
+    validation = {key: value for key, value in single["final"].items() if key.startswith("val/")}
+    assert {"val/loss", "val/loss_reason", "val/acc_reason"} <= validation.keys()  # 256 tokens: reasoning only
+    for key, value in validation.items():
+        assert ddp["final"][key] == pytest.approx(value, rel=1e-5, abs=1e-7), key
+    expected = AutoModelForCausalLM.from_pretrained(tmp_path / "one" / "student").state_dict()
+    for name, value in AutoModelForCausalLM.from_pretrained(tmp_path / "ddp" / "student").state_dict().items():
+        torch.testing.assert_close(value, expected[name], rtol=1e-5, atol=1e-6, msg=name)

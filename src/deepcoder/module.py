@@ -22,7 +22,9 @@ class DistillationModule(L.LightningModule):
     (unweighted mean CE of that span's tokens), ``train/acc_<span>`` (next-token accuracy) and,
     with a teacher, ``train/kl_<span>`` (``jsd_<span>`` for ``jsd``: mean divergence to the
     teacher); the same under ``val/``. ``history`` keeps every training step's values for the
-    start/end summary in ``metrics.json``.
+    start/end summary in ``metrics.json``. Validation metrics are exact token means over the
+    whole validation set: sums and token counts are added up over its batches and over the DDP
+    ranks (each validates its share, see the data module), then divided once at the epoch's end.
 
     The teacher's distribution comes from ``teacher`` (a live :class:`FrozenTeacher`, run on the
     same inputs) or from the batch: ``teacher_ids``/``teacher_logprobs`` ``[B, T, k]``, aligned
@@ -44,6 +46,10 @@ class DistillationModule(L.LightningModule):
         self.chunk_size, self.teacher = chunk_size, teacher
         self.save_hyperparameters(ignore=["model", "loss", "optimizer", "scheduler", "teacher"])
         self.history: list[dict[str, float]] = []
+        divergence = [f"{'jsd' if loss.divergence == 'jsd' else 'kl'}_{span}" for span in sorted(TRAINED_SPANS)]
+        self.val_keys = ["loss", *(f"{kind}_{span}" for span in sorted(TRAINED_SPANS) for kind in ("loss", "acc")),
+                         *(divergence + ["teacher_coverage"] if loss.distills else [])]
+        self._val_totals: torch.Tensor | None = None  # [metric, (sum, tokens)] of this rank's validation
 
     def _step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
         """Hidden states → chunked projection + loss on supervised positions only (no full logits)."""
@@ -61,9 +67,13 @@ class DistillationModule(L.LightningModule):
         # The window count normalises the whole window on every rank: undo Lightning's division
         # by accumulate_grad_batches and DDP's gradient averaging, so the step is exact.
         scale = self.trainer.accumulate_grad_batches * self.trainer.world_size if window is not None else 1
-        local_tokens = max(result.span_ids.numel(), 1)
-        own_mean = result.loss.detach() * (window / local_tokens if window is not None else 1)
-        self._log_metrics(stage, result, own_mean, batch["input_ids"].shape[0])
+        local_tokens = result.span_ids.numel()
+        own_sum = result.loss.detach() * (window if window is not None else max(local_tokens, 1))
+        sums = {"loss": (own_sum, local_tokens), **self._metric_sums(result)}
+        if stage == "val":
+            self._accumulate(sums)
+        else:
+            self._log_step(stage, sums, batch["input_ids"].shape[0])
         return result.loss * scale
 
     def _teacher(self, batch: dict[str, torch.Tensor],
@@ -79,26 +89,49 @@ class DistillationModule(L.LightningModule):
         raise ValueError(f"loss={self.loss.name} needs a teacher: no live teacher, and the batch carries no "
                          "teacher_ids/teacher_logprobs")
 
-    def _log_metrics(self, stage: str, result: ChunkedLoss, loss: torch.Tensor, batch_size: int) -> None:
-        """Per-span CE, accuracy and (with a teacher) divergence; step values kept in ``history``."""
+    def _metric_sums(self, result: ChunkedLoss) -> dict[str, tuple[torch.Tensor, int | torch.Tensor]]:
+        """Per metric: its sum over this batch's supervised tokens and how many tokens it covers."""
         prefix = "jsd" if self.loss.divergence == "jsd" else "kl"
         present = result.teacher_present  # top-k teachers: tokens with a teacher distribution
-        metrics: dict[str, torch.Tensor] = {}
+        sums: dict[str, tuple[torch.Tensor, int | torch.Tensor]] = {}
         for span in sorted(TRAINED_SPANS):
             mask = result.span_ids == SPAN_INDEX[span]
-            if mask.any():
-                metrics[f"{stage}/loss_{span}"] = result.token_loss[mask].mean()
-                metrics[f"{stage}/acc_{span}"] = result.correct[mask].float().mean()
+            sums[f"loss_{span}"] = (result.token_loss[mask].sum(), mask.sum())
+            sums[f"acc_{span}"] = (result.correct[mask].sum(), mask.sum())
+            if result.divergence is not None:
                 taught = mask if present is None else mask & present
-                if result.divergence is not None and taught.any():
-                    metrics[f"{stage}/{prefix}_{span}"] = result.divergence[taught].mean()
-        if present is not None and present.numel():
-            metrics[f"{stage}/teacher_coverage"] = present.float().mean()
-        on_step = stage == "train"
-        self.log_dict(metrics, on_step=on_step, on_epoch=not on_step, batch_size=batch_size)
-        self.log(f"{stage}/loss", loss, prog_bar=True, on_step=on_step, on_epoch=not on_step, batch_size=batch_size)
-        if on_step:
-            self.history.append({f"{stage}/loss": float(loss), **{key: float(value) for key, value in metrics.items()}})
+                sums[f"{prefix}_{span}"] = (result.divergence[taught].sum(), taught.sum())
+        if present is not None:
+            sums["teacher_coverage"] = (present.sum(), present.numel())
+        return sums
+
+    def _log_step(self, stage: str, sums: dict[str, tuple[torch.Tensor, Any]], batch_size: int) -> None:
+        """This step's means (metrics without tokens in the batch are left out), kept in ``history`` too."""
+        metrics = {f"{stage}/{key}": total / count for key, (total, count) in sums.items() if count > 0}
+        loss = metrics.pop(f"{stage}/loss", torch.zeros(()))  # an all-masked batch: 0
+        self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=batch_size)
+        self.log_dict(metrics, batch_size=batch_size)
+        self.history.append({f"{stage}/loss": float(loss), **{key: float(value) for key, value in metrics.items()}})
+
+    def _accumulate(self, sums: dict[str, tuple[torch.Tensor, Any]]) -> None:
+        if self._val_totals is None:
+            self._val_totals = torch.zeros(len(self.val_keys), 2, dtype=torch.float64, device=self.device)
+        for key, (total, count) in sums.items():
+            row = self._val_totals[self.val_keys.index(key)]
+            row += torch.stack([torch.as_tensor(total, dtype=torch.float64, device=row.device),
+                                torch.as_tensor(count, dtype=torch.float64, device=row.device)])
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_totals = None
+
+    def on_validation_epoch_end(self) -> None:
+        """Each metric's total over the validation set, all ranks added up, divided by its token count."""
+        if self._val_totals is None:
+            return
+        totals = self.trainer.strategy.reduce(self._val_totals, reduce_op="sum")
+        for key, (total, count) in zip(self.val_keys, totals.tolist()):
+            if count > 0:  # a span or teacher absent from the whole validation set has no mean
+                self.log(f"val/{key}", total / count, prog_bar=key == "loss", sync_dist=True)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         return self._step(batch, "train")

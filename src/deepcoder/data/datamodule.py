@@ -182,9 +182,14 @@ class TrajectoryDataModule(L.LightningDataModule):
                                                       packed=self.packing))
 
     def val_dataloader(self) -> DataLoader | list:
+        """This rank's share of the validation set (every k-th example under DDP; all of it when there
+        are fewer examples than ranks): the module adds up metric sums and token counts over the
+        ranks, so the means are exact either way."""
         if not self.val_set:
             return []
-        return DataLoader(self.val_set, batch_size=self.batch_size, num_workers=self.num_workers,
+        world_size, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
+        shard = self.val_set[rank::world_size] if len(self.val_set) >= world_size else self.val_set
+        return DataLoader(shard, batch_size=self.batch_size, num_workers=self.num_workers,
                           collate_fn=partial(collate, pad_id=self.tokenizer.pad_token_id))
 
 
