@@ -130,10 +130,11 @@ def build_teacher(loss: SpanLoss, student: torch.nn.Module, tokenizer: Any, stud
 
 
 def _teacher_providers(path: Path) -> tuple[set[str], bool]:
-    """The teacher providers of a trajectory file, and whether any step stored top-k logprobs."""
-    providers, with_logprobs = set(), False
+    """The teacher providers of a trajectory file, and whether any step stored top-k logprobs (read up to
+    the first such step only: a file with logprobs can be gigabytes, and then the providers do not matter)."""
+    providers: set[str] = set()
     if not path.exists():
-        return providers, with_logprobs
+        return providers, False
     with path.open() as handle:
         for line in handle:
             try:
@@ -141,5 +142,6 @@ def _teacher_providers(path: Path) -> tuple[set[str], bool]:
             except json.JSONDecodeError:
                 continue  # a torn line: the datamodule reports bad records with their line number
             providers.add(str((record.get("teacher") or {}).get("provider", "unknown")))
-            with_logprobs |= any(step.get("logprobs") for step in record.get("steps") or [])
-    return providers, with_logprobs
+            if any(step.get("logprobs") for step in record.get("steps") or []):
+                return providers, True
+    return providers, False
