@@ -1,8 +1,9 @@
 """Benchmark the chunked SAD / KD loss against the naive full-logits implementation.
 
 At Qwen's vocabulary (V = 151,936) and a Qwen2.5-0.5B hidden size (896), for several counts of
-supervised tokens: forward + backward of ``sad`` (span-weighted CE) and ``kd`` (forward KL to a
-teacher's logits, teacher projection included), naive = full ``[N, V]`` fp32 logits through
+supervised tokens: forward + backward of ``sad`` (span-weighted CE), ``kd`` (forward KL to a
+teacher's logits, teacher projection included) and ``kd_topk`` (forward KL to stored top-20
+logprobs + the sampled token, as ``teacher=vllm-qwen`` stores them), naive = full ``[N, V]`` fp32 logits through
 :func:`deepcoder.losses.span_loss` (the reference form), chunked = the training path
 :func:`deepcoder.chunked_loss.chunked_span_loss`. Issue #6 asks, at 4,096 tokens, for at most a
 quarter of the naive peak extra memory and at most 1.3× its time.
@@ -31,9 +32,10 @@ from pathlib import Path
 import torch
 
 from deepcoder.chunked_loss import TeacherHead, chunked_span_loss
-from deepcoder.losses import span_loss
+from deepcoder.losses import TopKLogprobs, span_loss
 
 MIB = 2**20
+TOP_K = 21  # vLLM's top-20 logprobs plus the sampled token
 
 
 def rss_kib(field: str) -> int:
@@ -43,15 +45,19 @@ def rss_kib(field: str) -> int:
     raise RuntimeError(f"/proc/self/status has no {field}")
 
 
-def inputs(tokens: int, vocab: int, hidden: int, teacher: bool) -> dict[str, torch.Tensor]:
+def inputs(tokens: int, vocab: int, hidden: int, loss: str) -> dict[str, torch.Tensor]:
     generator = torch.Generator().manual_seed(0)
     data = {"hidden": torch.randn(1, tokens, hidden, generator=generator, requires_grad=True),
             "weight": (torch.randn(vocab, hidden, generator=generator) * hidden**-0.5).requires_grad_(),
             "labels": torch.randint(0, vocab, (1, tokens), generator=generator),
             "spans": torch.randint(1, 3, (1, tokens), generator=generator)}  # reason / action
-    if teacher:
+    if loss == "kd":
         data["teacher_hidden"] = torch.randn(1, tokens, hidden, generator=generator)
         data["teacher_weight"] = torch.randn(vocab, hidden, generator=generator) * hidden**-0.5
+    if loss == "kd_topk":  # k distinct ids per token; logprobs of k of k + 1 outcomes: some mass left over
+        data["teacher_ids"] = torch.randint(0, vocab - TOP_K, (1, tokens, 1), generator=generator) + torch.arange(TOP_K)
+        data["teacher_logprobs"] = torch.log_softmax(torch.randn(1, tokens, TOP_K + 1, generator=generator),
+                                                     -1)[..., :TOP_K]
     return data
 
 
@@ -59,15 +65,16 @@ def run(method: str, data: dict[str, torch.Tensor], chunk_size: int) -> None:
     """One forward + backward of the loss."""
     weights = torch.tensor([0.0, 0.5, 1.0, 0.0, 1.0])
     kd = "teacher_weight" in data
+    topk = TopKLogprobs(data["teacher_ids"], data["teacher_logprobs"]) if "teacher_ids" in data else None
     if method == "naive":
         logits = data["hidden"] @ data["weight"].T
         teacher = None
         if kd:
             with torch.no_grad():
                 teacher = data["teacher_hidden"] @ data["teacher_weight"].T
-        loss = span_loss(logits, data["labels"], data["spans"], weights, teacher_logits=teacher)
+        loss = span_loss(logits, data["labels"], data["spans"], weights, teacher_logits=teacher, teacher_topk=topk)
     else:
-        teacher = TeacherHead(data["teacher_hidden"], data["teacher_weight"]) if kd else None
+        teacher = TeacherHead(data["teacher_hidden"], data["teacher_weight"]) if kd else topk
         loss = chunked_span_loss(data["hidden"], data["weight"], data["labels"], data["spans"], weights,
                                  chunk_size=chunk_size, teacher=teacher).loss
     loss.backward()
@@ -79,8 +86,8 @@ def worker(args: argparse.Namespace) -> None:
     torch.manual_seed(0)
     result: dict[str, float | str] = {}
     try:
-        run(args.method, inputs(64, args.vocab, args.hidden, args.loss == "kd"), args.chunk_size)  # warm-up
-        data = inputs(args.tokens, args.vocab, args.hidden, args.loss == "kd")
+        run(args.method, inputs(64, args.vocab, args.hidden, args.loss), args.chunk_size)  # warm-up
+        data = inputs(args.tokens, args.vocab, args.hidden, args.loss)
         before = rss_kib("VmRSS")
         Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
         seconds, cpu_seconds = [], []
@@ -124,7 +131,7 @@ def table_cells(naive: dict[str, float | str], chunked: dict[str, float | str]) 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tokens", default="1024,4096", help="supervised-token counts, comma-separated")
-    parser.add_argument("--losses", default="sad,kd")
+    parser.add_argument("--losses", default="sad,kd", help="sad, kd, kd_topk (comma-separated)")
     parser.add_argument("--vocab", type=int, default=151_936)
     parser.add_argument("--hidden", type=int, default=896)
     parser.add_argument("--chunk-size", type=int, default=512, help="the training default (DistillationModule)")
@@ -140,7 +147,7 @@ def main() -> None:
 
     print(f"V={args.vocab} H={args.hidden} chunk={args.chunk_size} fp32, {torch.get_num_threads()} threads, "
           f"best of {args.repeats}; memory = peak extra RSS of a fresh process (cap {args.memory_gb} GiB)")
-    print(f"{'loss':<6}{'tokens':>8}{'naive MiB':>11}{'chunked MiB':>13}{'memory ratio':>14}"
+    print(f"{'loss':<8}{'tokens':>8}{'naive MiB':>11}{'chunked MiB':>13}{'memory ratio':>14}"
           f"{'naive s':>9}{'chunked s':>11}{'time ratio':>12}{'naive cpu s':>13}{'chunked cpu s':>15}{'cpu ratio':>11}")
     for loss in args.losses.split(","):
         for tokens in (int(t) for t in args.tokens.split(",")):
@@ -148,7 +155,7 @@ def main() -> None:
             for name, row in (("naive", naive), ("chunked", chunked)):
                 if "error" in row:
                     print(f"  {loss} {tokens} {name}: {row['error']}")
-            print(f"{loss:<6}{tokens:>8}{table_cells(naive, chunked)}")
+            print(f"{loss:<8}{tokens:>8}{table_cells(naive, chunked)}")
 
 
 if __name__ == "__main__":
