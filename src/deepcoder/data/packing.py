@@ -13,6 +13,7 @@ with its own positions and no labels.
 from __future__ import annotations
 
 import heapq
+from itertools import accumulate
 
 import torch
 
@@ -66,7 +67,6 @@ def collate_packed(rows: list[list[RenderedExample]], pad_id: int) -> dict[str, 
              "labels": pad(labels, lambda n: [IGNORE_INDEX] * n),
              "span_ids": pad(spans, lambda n: [SPAN_INDEX["prompt"]] * n)}
     if rows[0][0].teacher is not None:
-        starts = [[sum(len(e) for e in row[:i]) for i in range(len(row))] for row in rows]
-        batch.update(batch_tensors([[(e.teacher, start) for e, start in zip(row, offsets)]
-                                    for row, offsets in zip(rows, starts)], length))
+        batch.update(batch_tensors([[(e.teacher, start) for e, start in
+                                     zip(row, accumulate((len(e) for e in row), initial=0))] for row in rows], length))
     return batch

@@ -63,12 +63,11 @@ def message_starts(text: str, messages: list[dict[str, str]], where: str = "?") 
     return starts
 
 
-def character_labels(text: str, messages: list[dict[str, str]], record: dict[str, Any],
+def character_labels(text: str, messages: list[dict[str, str]], starts: list[int], record: dict[str, Any],
                      strategy: SpanStrategy, end_of_turn: str) -> list[int]:
-    """A span index for every character of the rendered ``text``."""
+    """A span index for every character of the rendered ``text`` (``starts``: :func:`message_starts`)."""
     labels = [SPAN_INDEX["prompt"]] * len(text)
     turn = 0
-    starts = message_starts(text, messages, record.get("trajectory_id", "?"))
     for index, (message, start) in enumerate(zip(messages, starts)):
         content = message["content"]
         end = start + len(content)
@@ -101,11 +100,11 @@ def label_tokens(tokenizer: PreTrainedTokenizerBase, record: dict[str, Any], str
     """Render the chat once, label its characters, tokenise it, and give each token a span."""
     messages = [{"role": m["role"], "content": m["content"]} for m in record["messages"]]
     text = tokenizer.apply_chat_template(messages, tokenize=False)
-    char_spans = character_labels(text, messages, record, strategy, tokenizer.eos_token or "")
+    starts = message_starts(text, messages, record.get("trajectory_id", "?"))
+    char_spans = character_labels(text, messages, starts, record, strategy, tokenizer.eos_token or "")
     encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     offsets = [tuple(offset) for offset in encoding["offset_mapping"]]
     span_ids = [char_spans[min(start, len(char_spans) - 1)] for start, _ in offsets]
-    starts = message_starts(text, messages, record.get("trajectory_id", "?"))
     return LabelledTokens(list(encoding["input_ids"]), offsets, span_ids, char_spans, starts)
 
 

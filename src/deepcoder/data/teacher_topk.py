@@ -122,8 +122,8 @@ def align_teacher(tokens: LabelledTokens, record: dict[str, Any], token_map: Tok
         last = bisect.bisect_left(starts, begin + len(record["messages"][message]["content"]))
         region = list(range(first, min(last + 1, len(starts))))  # + the end-of-turn token after it
         chosen = [token_map.id_of(entry["token"]) for entry in entries]
-        matcher = SequenceMatcher(None, [-1 if i is None else i for i in chosen],
-                                  [tokens.input_ids[k] for k in region], autojunk=False)
+        student = [tokens.input_ids[k] for k in region]
+        matcher = SequenceMatcher(None, [-1 if i is None else i for i in chosen], student, autojunk=False)
         matched: dict[int, int] = {}  # teacher entry → region index
         for block in matcher.get_matching_blocks():
             if block.size >= MIN_RUN:
@@ -135,7 +135,7 @@ def align_teacher(tokens: LabelledTokens, record: dict[str, Any], token_map: Tok
         comparable = min(len(entries), len(region))
         counts.add(AlignmentCounts(steps=1, teacher_tokens=len(entries), comparable=comparable, aligned=len(matched)))
         if len(matched) < ALIGNMENT_FLOOR * comparable and not counts.example:
-            counts.example = _mismatch(record, turn, entries, [tokens.input_ids[k] for k in region], matched, token_map)
+            counts.example = _mismatch(record, turn, entries, student, matched, token_map)
     return _sparse(rows, counts)
 
 

@@ -24,6 +24,7 @@ from transformers.convert_slow_tokenizer import bytes_to_unicode
 from deepcoder.teachers.reasoning import BYTES_PREFIX
 
 TOKEN_ID_PREFIX = "token_id:"
+_TO_BYTE = {char: byte for byte, char in bytes_to_unicode().items()}  # byte-level BPE's alphabet, reversed
 
 
 class TokenMap:
@@ -32,21 +33,23 @@ class TokenMap:
     def __init__(self, tokenizer: PreTrainedTokenizerBase) -> None:
         self.tokenizer = tokenizer
         self.vocab_size = len(tokenizer)
+        self._added = set(tokenizer.added_tokens_encoder)
         backend = getattr(tokenizer, "backend_tokenizer", None)
         self.byte_level = backend is not None and isinstance(backend.decoder, decoders.ByteLevel)
 
+    def token_bytes(self, token: str) -> bytes:
+        """The bytes a vocabulary entry stands for: a special token's text, a regular one through the byte alphabet."""
+        if token in self._added or any(char not in _TO_BYTE for char in token):
+            return token.encode("utf-8")
+        return bytes(_TO_BYTE[char] for char in token)
+
     @cached_property
     def _ids_by_bytes(self) -> dict[bytes, int]:
-        """Every token's bytes → its id; special tokens by their text, regular ones through the byte alphabet."""
-        to_byte = {char: byte for byte, char in bytes_to_unicode().items()}
-        added = set(self.tokenizer.added_tokens_encoder)
-        by_bytes: dict[bytes, int] = {}
-        for token, index in self.tokenizer.get_vocab().items():
-            if token in added or any(char not in to_byte for char in token):
-                by_bytes.setdefault(token.encode("utf-8"), index)
-            else:
-                by_bytes[bytes(to_byte[char] for char in token)] = index  # a regular token wins a clash
-        return by_bytes
+        """Every token's bytes → its id (a regular token wins a clash with a special one: it comes later)."""
+        vocab = self.tokenizer.get_vocab()
+        ordered = [*((t, i) for t, i in vocab.items() if t in self._added),
+                   *((t, i) for t, i in vocab.items() if t not in self._added)]
+        return {self.token_bytes(token): index for token, index in ordered}
 
     def id_of(self, token: str) -> int | None:
         """The student id of one server token string, or None when it has none."""

@@ -22,8 +22,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from transformers import PreTrainedTokenizerBase
-from transformers.convert_slow_tokenizer import bytes_to_unicode
 
+from deepcoder.data.token_map import TokenMap
 from deepcoder.testing.chat_server import Reply
 
 
@@ -34,7 +34,7 @@ class ServedLogprobs:
                  reasoning_logprobs: bool = True) -> None:
         self.model, self.tokenizer = model.eval(), tokenizer
         self.as_token_ids, self.reasoning_logprobs = as_token_ids, reasoning_logprobs
-        self._to_byte = {char: byte for byte, char in bytes_to_unicode().items()}
+        self.token_map = TokenMap(tokenizer)
 
     @torch.no_grad()
     def __call__(self, messages: list[dict[str, Any]], reply: Reply, k: int) -> list[dict[str, Any]]:
@@ -57,10 +57,6 @@ class ServedLogprobs:
         return entries
 
     def _entry(self, index: int, logprob: float) -> dict[str, Any]:
-        token = self.tokenizer.convert_ids_to_tokens(index)
-        if token in self.tokenizer.added_tokens_encoder:
-            raw = token.encode("utf-8")
-        else:
-            raw = bytes(self._to_byte[char] for char in token)
+        raw = self.token_map.token_bytes(self.tokenizer.convert_ids_to_tokens(index))
         name = f"token_id:{index}" if self.as_token_ids else self.tokenizer.decode([index])
         return {"token": name, "logprob": logprob, "bytes": list(raw)}
