@@ -18,10 +18,10 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	touch $@
 
 demo: install
-	$(PY) -m deepcoder.demo
+	$(PY) -m deepcoder.run.demo
 
 demo-compare: install
-	$(PY) -m deepcoder.demo --losses sad sft
+	$(PY) -m deepcoder.run.demo --losses sad sft
 
 test: install
 	$(PY) -m pytest

@@ -26,7 +26,7 @@ import time
 from deepcoder.agent.factory import build_agent
 from deepcoder.generation import generate_trajectories
 from deepcoder.problems import load_humaneval
-from deepcoder.teachers.groq import GroqTeacher
+from deepcoder.policies.groq import GroqTeacher
 from deepcoder.testing.chat_server import ChatServer
 
 KEY = "gsk_benchmark_local_server"

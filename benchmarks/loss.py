@@ -5,7 +5,7 @@ supervised tokens: forward + backward of ``sad`` (span-weighted CE), ``kd`` (for
 teacher's logits, teacher projection included) and ``kd_topk`` (forward KL to stored top-20
 logprobs + the sampled token, as ``teacher=vllm-qwen`` stores them), naive = full ``[N, V]`` fp32 logits through
 :func:`deepcoder.losses.span_loss` (the reference form), chunked = the training path
-:func:`deepcoder.chunked_loss.chunked_span_loss`. Issue #6 asks, at 4,096 tokens, for at most a
+:func:`deepcoder.training.chunked_loss.chunked_span_loss`. Issue #6 asks, at 4,096 tokens, for at most a
 quarter of the naive peak extra memory and at most 1.3× its time.
 
 Memory method: every configuration runs in a fresh subprocess; after building the inputs (and
@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from deepcoder.chunked_loss import TeacherHead, chunked_span_loss
+from deepcoder.training.chunked_loss import TeacherHead, chunked_span_loss
 from deepcoder.losses import TopKLogprobs, span_loss
 
 MIB = 2**20

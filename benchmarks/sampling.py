@@ -14,9 +14,9 @@ import statistics
 import time
 
 from deepcoder.agent.factory import build_agent
-from deepcoder.models import TinyModel
+from deepcoder.models.tiny import TinyModel
 from deepcoder.problems import load_humaneval
-from deepcoder.teachers.hf import HFPolicy
+from deepcoder.policies.hf import HFPolicy
 
 
 def timed(run, repeats: int) -> float:

@@ -4,7 +4,7 @@ the tiny model's tokens/s against this machine's measured matmul rate.
 1. ``sad`` vs HF CE: one AdamW step on the same batch of a Qwen2 with Qwen2.5-0.5B's widths
    (hidden 896, 14 heads, 2 KV heads, MLP 4864, V = 151,936; ``--layers`` layers, 2 by default
    so it runs on a laptop CPU), fp32. HF CE is ``model(input_ids, attention_mask, labels).loss``
-   (full-vocabulary logits for every position); ``sad`` is :class:`deepcoder.module.DistillationModule`'s
+   (full-vocabulary logits for every position); ``sad`` is :class:`deepcoder.training.module.DistillationModule`'s
    step (hidden states, supervised positions only, chunked projection + span-weighted loss).
    Two batches: every position supervised (the chunked path's worst case) and a share like our
    trajectories' (``--supervised``; prompt and observations are not trained on). Issue #6 asks
@@ -28,8 +28,8 @@ import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from deepcoder.losses import SpanLoss
-from deepcoder.models import TinyModel
-from deepcoder.module import DistillationModule
+from deepcoder.models.tiny import TinyModel
+from deepcoder.training.module import DistillationModule
 
 
 def make_model(vocab: int, hidden: int, layers: int, heads: int, kv_heads: int, mlp: int) -> Qwen2ForCausalLM:

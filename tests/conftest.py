@@ -19,7 +19,7 @@ def _cache(tmp_path_factory: pytest.TempPathFactory) -> None:
 
 @pytest.fixture(scope="session")
 def tiny_tokenizer():
-    from deepcoder.models import TinyModel
+    from deepcoder.models.tiny import TinyModel
 
     return TinyModel().load_tokenizer()
 

@@ -11,13 +11,14 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from deepcoder.agent.factory import build_agent
-from deepcoder.data.render import label_tokens
-from deepcoder.data.spans import SPAN_INDEX, StructuredSpans
+from deepcoder.spans.render import label_tokens
+from deepcoder.spans.strategies import StructuredSpans
+from deepcoder.core.names import SPAN_INDEX
 from deepcoder.problems import load_sample
-from deepcoder.teachers.chat_api import EmptyCompletion, MalformedCompletion, RequestTooLarge
-from deepcoder.teachers.groq import GroqTeacher
-from deepcoder.teachers.openai_compat import OpenAITeacher
-from deepcoder.teachers.rate_limit import RateLimiter
+from deepcoder.policies.chat_api import EmptyCompletion, MalformedCompletion, RequestTooLarge
+from deepcoder.policies.groq import GroqTeacher
+from deepcoder.policies.openai_compat import OpenAITeacher
+from deepcoder.policies.rate_limit import RateLimiter
 from deepcoder.testing.chat_server import ChatServer, Reply, turn_script
 
 from conftest import ROOT

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from deepcoder.chunked_loss import chunked_span_loss
+from deepcoder.training.chunked_loss import chunked_span_loss
 from deepcoder.losses import span_loss
 
 B, T, H, V = 3, 9, 8, 13
@@ -44,8 +44,8 @@ def test_all_masked_batch_is_zero_with_a_gradient():
 
 def test_training_path_of_the_tiny_model_agrees_with_full_logits():
     from deepcoder.losses import SpanLoss
-    from deepcoder.models import TinyModel
-    from deepcoder.module import DistillationModule
+    from deepcoder.models.tiny import TinyModel
+    from deepcoder.training.module import DistillationModule
 
     model, _ = TinyModel(num_layers=1).load(seed=0)
     hidden, _, labels, spans = inputs()

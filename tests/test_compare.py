@@ -11,7 +11,7 @@ import sys
 import matplotlib.image
 import pytest
 
-from deepcoder.evaluation import aggregate
+from deepcoder.records.metrics import aggregate
 from deepcoder.reporting.bootstrap import bootstrap_metrics
 from deepcoder.reporting.compare import compare
 

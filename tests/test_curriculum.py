@@ -8,7 +8,7 @@ import pytest
 
 from deepcoder.data.curriculum import Curriculum
 from deepcoder.data.datamodule import TrajectoryDataModule
-from deepcoder.data.spans import StructuredSpans
+from deepcoder.spans.strategies import StructuredSpans
 from deepcoder.data.windows import WindowBatchSampler
 
 from test_filters import record, write

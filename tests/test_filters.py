@@ -9,7 +9,8 @@ import pytest
 import deepcoder.data.datamodule as datamodule_module
 from deepcoder.data.datamodule import TrajectoryDataModule
 from deepcoder.data.filters import Filters
-from deepcoder.data.spans import SPAN_INDEX, StructuredSpans
+from deepcoder.spans.strategies import StructuredSpans
+from deepcoder.core.names import SPAN_INDEX
 
 from test_render import make_record
 

@@ -16,8 +16,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from deepcoder.agent.factory import build_agent
-from deepcoder.data.quality import explanation_words, has_code_action, has_reasoning, has_think, quality
-from deepcoder.data.schema import check_record
+from deepcoder.generation.quality import explanation_words, has_code_action, has_reasoning, has_think, quality
+from deepcoder.records.schema import check_record
 from deepcoder.generation import generate_trajectories
 from deepcoder.generation.merge import merge_shards
 from deepcoder.generation.progress import GenerationProgress
@@ -26,7 +26,7 @@ from deepcoder.generation.shards import select_shard, shard_of
 from deepcoder.generation.store import OutputLock
 from deepcoder.problems import load_problems
 from deepcoder.run.generate import generate
-from deepcoder.teachers import ReferenceTeacher
+from deepcoder.policies import ReferenceTeacher
 from deepcoder.utils.jsonl import read_jsonl
 
 from conftest import ROOT

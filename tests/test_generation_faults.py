@@ -18,7 +18,7 @@ from deepcoder.agent.factory import build_agent
 from deepcoder.generation import generate_trajectories
 from deepcoder.problems import Problem, load_sample
 from deepcoder.run.generate import generate
-from deepcoder.teachers.groq import GroqTeacher
+from deepcoder.policies.groq import GroqTeacher
 from deepcoder.testing.chat_server import ChatServer, Reply, Script
 from deepcoder.utils.jsonl import read_jsonl
 

@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 
 from deepcoder.agent.factory import build_agent
-from deepcoder.evaluation import failure_category, summarize
+from deepcoder.records.metrics import failure_category, summarize
 from deepcoder.problems import load_humaneval
-from deepcoder.teachers.base import Completion
+from deepcoder.policies.base import Completion
 
 PROBLEMS = ("HumanEval/0", "HumanEval/2", "HumanEval/7", "HumanEval/12")
 TIMEOUT_S = 1.0

@@ -8,11 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from deepcoder.data.importers import import_file, main
-from deepcoder.data.render import render_trajectory
-from deepcoder.data.schema import SCHEMA_VERSION, validate_file
-from deepcoder.data.spans import SPAN_INDEX, StructuredSpans
-from deepcoder.data.text_spans import ReactSpans
+from deepcoder.spans.importers import import_file, main
+from deepcoder.spans.render import render_trajectory
+from deepcoder.records.schema import validate_file
+from deepcoder.core.names import SCHEMA_VERSION
+from deepcoder.spans.strategies import StructuredSpans
+from deepcoder.core.names import SPAN_INDEX
+from deepcoder.spans.text_spans import ReactSpans
 
 SHARED = Path("/work/shared/data/fireact")
 DATA = SHARED if (SHARED / "hotpotqa_alpaca.json").exists() else Path(__file__).parent / "fixtures" / "fireact"

@@ -13,11 +13,11 @@ import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 
-from deepcoder.chunked_loss import TeacherHead, chunked_span_loss
-from deepcoder.distill_teacher import FrozenTeacher, LiveTeacher, build_teacher, check_compatible
+from deepcoder.training.chunked_loss import TeacherHead, chunked_span_loss
+from deepcoder.training.distill_teacher import FrozenTeacher, LiveTeacher, build_teacher, check_compatible
 from deepcoder.losses import SpanLoss, TopKLogprobs, span_loss
-from deepcoder.models import TinyModel
-from deepcoder.module import DistillationModule
+from deepcoder.models.tiny import TinyModel
+from deepcoder.training.module import DistillationModule
 
 from conftest import ROOT
 

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from deepcoder.data.spans import SPAN_INDEX
+from deepcoder.core.names import SPAN_INDEX
 from deepcoder.losses import SpanLoss, span_loss
 
 from conftest import ROOT

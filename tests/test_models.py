@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from deepcoder.models import TinyModel
+from deepcoder.models.tiny import TinyModel
 
 TEXT = 'Thought: I need `reverse_words`:\n    """Return the words.\n    >>> f("  a b ")\n    \'b a\'\n"""\n\n\nx += 1'
 

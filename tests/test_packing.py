@@ -6,14 +6,15 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from deepcoder.chunked_loss import chunked_span_loss
+from deepcoder.training.chunked_loss import chunked_span_loss
 from deepcoder.data.datamodule import TrajectoryDataModule, collate
 from deepcoder.data.packing import collate_packed, pack
-from deepcoder.data.render import IGNORE_INDEX, RenderedExample
-from deepcoder.data.spans import StructuredSpans
+from deepcoder.spans.render import RenderedExample
+from deepcoder.core.names import IGNORE_INDEX
+from deepcoder.spans.strategies import StructuredSpans
 from deepcoder.losses import SpanLoss
-from deepcoder.models import TinyModel
-from deepcoder.module import MODEL_INPUTS, DistillationModule
+from deepcoder.models.tiny import TinyModel
+from deepcoder.training.module import MODEL_INPUTS, DistillationModule
 from deepcoder.run.generate import generate
 
 from conftest import ROOT

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from deepcoder.agent.parsing import parse_turn
+from deepcoder.protocol.parsing import parse_turn
 
 ACTION_TURN = "Thought: try it\nAction: python\nAction Input:\n```python\nprint(1)\n```"
 FINAL_TURN = "Thought: done\nFinal Answer:\n```python\ndef f():\n    return 1\n```"

@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from deepcoder.problems.__main__ import main
 from deepcoder.problems import (
     Problem,
     ProblemFormatError,
@@ -18,7 +19,6 @@ from deepcoder.problems import (
     load_humaneval,
     load_problems,
     load_sample,
-    main,
     prompt_docstring,
     select,
     stats,

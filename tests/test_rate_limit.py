@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from deepcoder.teachers.rate_limit import RateLimiter, parse_duration, retry_after_s
+from deepcoder.policies.rate_limit import RateLimiter, parse_duration, retry_after_s
 
 
 class FakeClock:

@@ -6,10 +6,12 @@ import dataclasses
 
 import pytest
 
-from deepcoder.agent.parsing import parse_turn
-from deepcoder.agent.prompts import observation_message
-from deepcoder.data.render import IGNORE_INDEX, render_trajectory
-from deepcoder.data.spans import SPAN_INDEX, SPAN_NAMES, StructuredSpans
+from deepcoder.protocol.parsing import parse_turn
+from deepcoder.protocol.prompts import observation_message
+from deepcoder.spans.render import render_trajectory
+from deepcoder.core.names import IGNORE_INDEX
+from deepcoder.spans.strategies import StructuredSpans
+from deepcoder.core.names import SPAN_INDEX, SPAN_NAMES
 
 TURNS = [
     "Thought: I will test it.\nAction: python\nAction Input:\n```python\nprint(repr(add(1, 2)))\n```",
@@ -90,7 +92,7 @@ class SplitInsideAWord:
     name = "split"
 
     def assistant_segments(self, record, turn, content):
-        from deepcoder.agent.parsing import Segment
+        from deepcoder.protocol.parsing import Segment
 
         return [Segment(0, 3, "action"), Segment(3, len(content), "reason")]
 

@@ -11,11 +11,13 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
-from deepcoder.agent.parsing import parse_turn
-from deepcoder.agent.prompts import observation_message
-from deepcoder.data.render import render_trajectory
-from deepcoder.data.spans import SPAN_NAMES, StructuredSpans
-from deepcoder.show import load_tokens, main, render_tokens, to_html
+from deepcoder.protocol.parsing import parse_turn
+from deepcoder.protocol.prompts import observation_message
+from deepcoder.spans.render import render_trajectory
+from deepcoder.spans.strategies import StructuredSpans
+from deepcoder.core.names import SPAN_NAMES
+from deepcoder.show import load_tokens, main
+from deepcoder.spans.view import render_tokens, to_html
 
 FIREACT = ROOT / "tests" / "fixtures" / "fireact" / "hotpotqa_gpt.jsonl"
 TURNS = ["Thought: Test it — naïvely.\nAction: python\nAction Input:\n```python\nprint(add(1, 2))\n```",

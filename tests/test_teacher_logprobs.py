@@ -13,15 +13,15 @@ import torch.nn.functional as F
 from deepcoder.agent.factory import build_agent
 from deepcoder.data.datamodule import TrajectoryDataModule, collate
 from deepcoder.data.packing import collate_packed
-from deepcoder.data.render import render_trajectory
-from deepcoder.data.spans import StructuredSpans
-from deepcoder.data.token_map import TokenMap
-from deepcoder.distill_teacher import build_teacher
+from deepcoder.spans.render import render_trajectory
+from deepcoder.spans.strategies import StructuredSpans
+from deepcoder.spans.token_map import TokenMap
+from deepcoder.training.distill_teacher import build_teacher
 from deepcoder.losses import SpanLoss, TopKLogprobs
-from deepcoder.models import TinyModel
-from deepcoder.module import DistillationModule
+from deepcoder.models.tiny import TinyModel
+from deepcoder.training.module import DistillationModule
 from deepcoder.problems import load_sample
-from deepcoder.teachers.openai_compat import OpenAITeacher
+from deepcoder.policies.openai_compat import OpenAITeacher
 from deepcoder.testing.chat_server import DEFAULT_TURNS, ChatServer, Reply, turn_script
 from deepcoder.testing.served_logprobs import ServedLogprobs
 

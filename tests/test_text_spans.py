@@ -11,9 +11,10 @@ import string
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from deepcoder.data.render import IGNORE_INDEX, render_trajectory
-from deepcoder.data.spans import SPAN_INDEX, SPAN_NAMES
-from deepcoder.data.text_spans import ReactSpans, ThinkSpans
+from deepcoder.spans.render import render_trajectory
+from deepcoder.core.names import IGNORE_INDEX
+from deepcoder.core.names import SPAN_INDEX, SPAN_NAMES
+from deepcoder.spans.text_spans import ReactSpans, ThinkSpans
 
 PROSE = st.text(string.ascii_letters + string.digits + " .,!?'\"()-_é中😀", min_size=1, max_size=25)
 CODE = st.text(string.ascii_lowercase + string.digits + " ()=+[]'.:,", max_size=25)

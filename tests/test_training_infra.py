@@ -15,7 +15,8 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from transformers import AutoModelForCausalLM
 
-from deepcoder.models import LoraOptions, TinyModel
+from deepcoder.models.options import LoraOptions
+from deepcoder.models.tiny import TinyModel
 from deepcoder.run.generate import generate
 from deepcoder.run.train import objective, train
 

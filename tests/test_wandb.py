@@ -10,9 +10,9 @@ import sys
 
 from hydra import compose, initialize_config_dir
 
-from deepcoder.callbacks import previous_wandb_run, wandb_logger
+from deepcoder.training.callbacks import previous_wandb_run, wandb_logger
 from deepcoder.run.generate import generate
-from deepcoder.show import COLOURS
+from deepcoder.spans.view import COLOURS
 
 from conftest import ROOT
 

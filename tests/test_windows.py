@@ -11,11 +11,11 @@ from lightning.fabric.utilities.data import _set_sampler_epoch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from deepcoder.data.datamodule import TrajectoryDataModule
-from deepcoder.data.spans import StructuredSpans
+from deepcoder.spans.strategies import StructuredSpans
 from deepcoder.data.windows import WindowBatchSampler
 from deepcoder.losses import SpanLoss
-from deepcoder.models import TinyModel
-from deepcoder.module import DistillationModule
+from deepcoder.models.tiny import TinyModel
+from deepcoder.training.module import DistillationModule
 
 from test_render import make_record
 

@@ -34,9 +34,8 @@ from typing import Any, Mapping, NamedTuple
 import torch
 import torch.nn.functional as F
 
-from deepcoder.data.spans import SPAN_INDEX, SPAN_NAMES, TRAINED_SPANS
+from deepcoder.core.names import IGNORE_INDEX, SPAN_INDEX, SPAN_NAMES, TRAINED_SPANS
 
-IGNORE_INDEX = -100
 DIVERGENCES = ("forward_kl", "reverse_kl", "jsd")
 TAIL_ROUNDING = 1e-6  # a top-k teacher's leftover mass below this is the rounding of its logprobs: 0
 
@@ -217,7 +216,7 @@ class SpanLoss:
 
     ``divergence=None`` is cross-entropy to the labels (``sft``, ``sad``); a divergence name makes
     it a distillation loss that needs the teacher's distribution: a live local ``teacher``
-    (:class:`~deepcoder.distill_teacher.LiveTeacher`) or top-k logprobs in the batches. Every
+    (:class:`~deepcoder.training.distill_teacher.LiveTeacher`) or top-k logprobs in the batches. Every
     shipped ``loss=`` option has the ``teacher`` key, so one sweep over ``loss=sft,sad,sad_kd``
     can set it; cross-entropy losses leave it unused.
     ``answer`` defaults to the action weight: a final answer is an action on the environment.

@@ -11,14 +11,14 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any, Sequence
 
-from deepcoder.agent.parsing import ParsedTurn, parse_turn
-from deepcoder.agent.prompts import observation_message, system_prompt, task_prompt
-from deepcoder.data.schema import SCHEMA_VERSION
+from deepcoder.protocol.parsing import ParsedTurn, parse_turn
+from deepcoder.protocol.prompts import observation_message, system_prompt, task_prompt
+from deepcoder.core.names import SCHEMA_VERSION
 from deepcoder.tools import PythonExecutor, Tool, run_tests
 
 if TYPE_CHECKING:
     from deepcoder.problems import Problem
-    from deepcoder.teachers.base import Policy
+    from deepcoder.policies.base import Policy
 
 FORMAT_REMINDER = ("Error: {error}. Reply with 'Thought:' then either 'Action:' and 'Action Input:', "
                    "or 'Final Answer:' with the complete program in a ```python block.")

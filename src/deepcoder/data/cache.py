@@ -22,8 +22,8 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from deepcoder.data.example_info import ExampleInfo, Item
-from deepcoder.data.render import RenderedExample
-from deepcoder.data.teacher_topk import TeacherTopK
+from deepcoder.spans.render import RenderedExample
+from deepcoder.spans.teacher_topk import TeacherTopK
 from deepcoder.utils.jsonl import write_json
 from deepcoder.utils.paths import cache_dir
 

@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass
 
 from deepcoder.data.example_info import ExampleInfo, span_token_counts
-from deepcoder.data.render import RenderedExample
+from deepcoder.spans.render import RenderedExample
 
 PACINGS = ("none", "linear", "root", "step")
 

@@ -18,12 +18,14 @@ from deepcoder.data.example_info import ExampleInfo, Item, describe
 from deepcoder.data.filters import Filters
 from deepcoder.data.loader import ResumableDataLoader
 from deepcoder.data.packing import collate_packed, pack
-from deepcoder.data.render import IGNORE_INDEX, RenderedExample, SpanStrategy, render_trajectory
-from deepcoder.data.spans import SPAN_INDEX
+from deepcoder.spans.render import RenderedExample, render_trajectory
+from deepcoder.spans.labels import SpanStrategy
+from deepcoder.core.names import IGNORE_INDEX
+from deepcoder.core.names import SPAN_INDEX
 from deepcoder.data.stats import real_token_share, span_statistics
-from deepcoder.data.teacher_topk import AlignmentCounts, batch_tensors, check_alignment
-from deepcoder.data.token_map import TokenMap
-from deepcoder.data.trajectories import load_trajectories
+from deepcoder.spans.teacher_topk import AlignmentCounts, batch_tensors, check_alignment
+from deepcoder.spans.token_map import TokenMap
+from deepcoder.records.trajectories import load_trajectories
 from deepcoder.data.windows import WindowBatchSampler, WindowTagged, supervised_tokens
 
 log = logging.getLogger(__name__)
@@ -66,7 +68,7 @@ class TrajectoryDataModule(L.LightningDataModule):
     ``max_length``) tokens; see :mod:`deepcoder.data.packing`. Filters run after the cache.
 
     ``teacher_logprobs`` (set by ``train.py`` for a distillation loss without a live teacher)
-    aligns the steps' stored top-k logprobs with the tokens (:mod:`deepcoder.data.teacher_topk`),
+    aligns the steps' stored top-k logprobs with the tokens (:mod:`deepcoder.spans.teacher_topk`),
     refuses logprobs from another tokenizer, and puts ``teacher_ids``/``teacher_logprobs`` in
     every batch.
     """

@@ -10,8 +10,8 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from deepcoder.data.render import RenderedExample
-from deepcoder.data.spans import SPAN_NAMES
+from deepcoder.spans.render import RenderedExample
+from deepcoder.core.names import SPAN_NAMES
 
 
 @dataclass(frozen=True)

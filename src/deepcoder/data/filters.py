@@ -10,8 +10,8 @@ import logging
 from dataclasses import dataclass
 
 from deepcoder.data.example_info import ExampleInfo, Item, span_token_counts
-from deepcoder.data.render import RenderedExample
-from deepcoder.data.spans import TRAINED_SPANS
+from deepcoder.spans.render import RenderedExample
+from deepcoder.core.names import TRAINED_SPANS
 
 log = logging.getLogger(__name__)
 

@@ -17,9 +17,10 @@ from itertools import accumulate
 
 import torch
 
-from deepcoder.data.render import IGNORE_INDEX, RenderedExample
-from deepcoder.data.spans import SPAN_INDEX
-from deepcoder.data.teacher_topk import batch_tensors
+from deepcoder.spans.render import RenderedExample
+from deepcoder.core.names import IGNORE_INDEX
+from deepcoder.core.names import SPAN_INDEX
+from deepcoder.spans.teacher_topk import batch_tensors
 
 
 def pack(lengths: list[int], capacity: int, seed: int = 0) -> list[list[int]]:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from deepcoder.data.example_info import span_token_counts
-from deepcoder.data.render import RenderedExample
-from deepcoder.data.spans import SPAN_NAMES
+from deepcoder.spans.render import RenderedExample
+from deepcoder.core.names import SPAN_NAMES
 
 
 def span_statistics(examples: list[RenderedExample]) -> dict[str, dict[str, float]]:

@@ -34,7 +34,8 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from deepcoder.data.curriculum import Curriculum
-from deepcoder.data.render import IGNORE_INDEX, RenderedExample
+from deepcoder.spans.render import RenderedExample
+from deepcoder.core.names import IGNORE_INDEX
 
 Plan = list[list[list[int]]]  # windows → batches → row indices
 

@@ -15,8 +15,8 @@ from typing import Any, Sequence
 
 from rich.table import Table
 
-from deepcoder.data.quality import quality, quality_by
-from deepcoder.evaluation import summarize, summarize_by
+from deepcoder.generation.quality import quality, quality_by
+from deepcoder.records.metrics import summarize, summarize_by
 from deepcoder.utils.console import console, print_metrics
 
 # First match wins: a timeout is also a connection error in the SDKs, a 413 is also a status error.

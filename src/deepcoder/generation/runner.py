@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from deepcoder.agent.loop import trajectory_id
-from deepcoder.data.schema import SCHEMA_VERSION
+from deepcoder.core.names import SCHEMA_VERSION
 from deepcoder.generation.progress import GenerationProgress
 from deepcoder.generation.report import dataset_report
 from deepcoder.generation.shards import select_shard
@@ -36,7 +36,7 @@ from deepcoder.utils.jsonl import JsonlAppender, write_json
 if TYPE_CHECKING:
     from deepcoder.agent import Agent
     from deepcoder.problems import Problem
-    from deepcoder.teachers.base import Policy
+    from deepcoder.policies.base import Policy
 
 log = logging.getLogger(__name__)
 

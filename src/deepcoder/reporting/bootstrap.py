@@ -4,7 +4,7 @@ Every reported metric is a ratio of per-problem sums, ``Σ_p num_p / Σ_p den_p`
 per-problem estimate over 1; action validity: valid turns over turns; per-episode means:
 totals over episodes), so resampling problems with replacement and recomputing the ratio
 gives exactly the estimator of ``report.json`` on each resample (tested against
-:func:`deepcoder.evaluation.aggregate`).
+:func:`deepcoder.records.metrics.aggregate`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 from scipy.stats import bootstrap
 
-from deepcoder.pass_at_k import pass_at_k
+from deepcoder.records.pass_at_k import pass_at_k
 
 PerProblem = Sequence[Sequence[dict[str, Any]]]
 

@@ -10,7 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 
-from deepcoder.evaluation import FAILURES  # noqa: E402
+from deepcoder.records.metrics import FAILURES  # noqa: E402
 from deepcoder.reporting.runs import Run  # noqa: E402
 
 CURVE_SPANS = ("loss", "loss_reason", "loss_action", "loss_answer")

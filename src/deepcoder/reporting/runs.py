@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deepcoder.evaluation import episode_stats, group_by_problem
+from deepcoder.records.metrics import episode_stats, group_by_problem
 from deepcoder.utils.jsonl import read_json, read_jsonl
 
 EVAL_SPLITS = ("eval_train", "eval_heldout")

@@ -1,9 +1,9 @@
 """Stage 3: the student (or any policy) as the agent on problems → ``episodes.jsonl`` + ``report.json``.
 
 Greedy (``samples=1``) or sampled (``samples=n`` with ``teacher.temperature>0``): each sample of
-each problem is one episode with its own seed (:mod:`deepcoder.sampling`); pass@k comes from the
+each problem is one episode with its own seed (:mod:`deepcoder.evaluation.sampling`); pass@k comes from the
 unbiased estimator. With ``teacher_forced.path=FILE`` the report also holds the student's
-teacher-forced metrics on those held-out teacher trajectories (:mod:`deepcoder.teacher_forced`).
+teacher-forced metrics on those held-out teacher trajectories (:mod:`deepcoder.evaluation.teacher_forced`).
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from omegaconf import DictConfig, OmegaConf
 from rich.progress import track
 from transformers import AutoTokenizer
 
-from deepcoder.evaluation import aggregate, episode_stats, group_by_problem, summarize_by
-from deepcoder.sampling import EpisodePolicy, derive_seed
-from deepcoder.teachers.base import count_words
+from deepcoder.records.metrics import aggregate, episode_stats, group_by_problem, summarize_by
+from deepcoder.evaluation.sampling import EpisodePolicy, derive_seed
+from deepcoder.utils.text import count_words
 from deepcoder.utils.console import print_metrics
 from deepcoder.utils.jsonl import JsonlAppender, save_config, write_json
 
@@ -117,8 +117,8 @@ def _teacher_trajectories(cfg: DictConfig, policy: Any) -> list[dict[str, Any]]:
     """The held-out teacher trajectories of ``teacher_forced.path`` (none when it is not set)."""
     if not cfg.teacher_forced.path:
         return []
-    from deepcoder.data.trajectories import load_trajectories
-    from deepcoder.teachers.hf import HFPolicy
+    from deepcoder.records.trajectories import load_trajectories
+    from deepcoder.policies.hf import HFPolicy
 
     if not isinstance(policy, HFPolicy):
         raise ValueError("teacher_forced.path needs a model policy (teacher=hf / student=DIR): "
@@ -132,8 +132,8 @@ def _teacher_trajectories(cfg: DictConfig, policy: Any) -> list[dict[str, Any]]:
 
 def _teacher_forced(cfg: DictConfig, policy: Any, agent: Any, records: list[dict[str, Any]]) -> dict[str, Any]:
     """Per-span perplexity/accuracy and first-action agreement on held-out teacher trajectories."""
-    from deepcoder.teacher_forced import first_action_agreement, span_metrics
-    from deepcoder.teachers.hf import HFPolicy
+    from deepcoder.evaluation.teacher_forced import first_action_agreement, span_metrics
+    from deepcoder.policies.hf import HFPolicy
 
     greedy = HFPolicy.from_model(policy.lm, policy.tokenizer, name=policy.model,
                                  max_new_tokens=policy.max_new_tokens, stop=policy.stop)

@@ -18,9 +18,9 @@ from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from omegaconf import DictConfig
 
-from deepcoder.callbacks import finish_wandb_runs
-from deepcoder.distill_teacher import build_teacher
-from deepcoder.module import DistillationModule
+from deepcoder.training.callbacks import finish_wandb_runs
+from deepcoder.training.distill_teacher import build_teacher
+from deepcoder.training.module import DistillationModule
 from deepcoder.utils.console import print_metrics
 from deepcoder.utils.jsonl import save_config, write_json
 

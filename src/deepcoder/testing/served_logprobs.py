@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from transformers import PreTrainedTokenizerBase
 
-from deepcoder.data.token_map import TokenMap
+from deepcoder.spans.token_map import TokenMap
 from deepcoder.testing.chat_server import Reply
 
 

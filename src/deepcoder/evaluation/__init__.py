@@ -1,0 +1,1 @@
+"""Evaluation helpers above the agent: per-episode sampling policies and teacher-forced span metrics."""

@@ -1,0 +1,1 @@
+"""Records → span-labelled token sequences: chat rendering, span strategies, teacher top-k alignment, importers and views."""

@@ -1,0 +1,27 @@
+"""The types that connect span labelling to its users: a span strategy, and a rendered chat's
+tokens with their labels. Rendering produces them; teacher top-k alignment and views read them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from deepcoder.protocol.parsing import Segment
+
+
+class SpanStrategy(Protocol):
+    name: str
+
+    def assistant_segments(self, record: dict[str, Any], turn: int, content: str) -> list[Segment]: ...
+
+
+@dataclass(frozen=True)
+class LabelledTokens:
+    """The rendered chat's tokens with their character offsets and span ids, the per-character labels,
+    and where each message's content starts."""
+
+    input_ids: list[int]
+    offsets: list[tuple[int, int]]
+    span_ids: list[int]
+    char_spans: list[int]
+    message_starts: list[int]

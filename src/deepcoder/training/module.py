@@ -1,0 +1,148 @@
+"""The LightningModule: owns the student, applies the span loss, logs per-span metrics."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import lightning as L
+import torch
+
+from deepcoder.training.chunked_loss import ChunkedLoss, TeacherHead, chunked_span_loss
+from deepcoder.core.names import SPAN_INDEX, TRAINED_SPANS
+from deepcoder.training.distill_teacher import FrozenTeacher
+from deepcoder.losses import SpanLoss, TopKLogprobs
+
+MODEL_INPUTS = ("input_ids", "attention_mask", "position_ids")  # packed batches carry position_ids
+
+
+class DistillationModule(L.LightningModule):
+    """Trains a causal LM on span-labelled trajectories with a :class:`~deepcoder.losses.SpanLoss`.
+
+    Logs ``train/loss`` (the micro-batch's own mean) and, per trained span, ``train/loss_<span>``
+    (unweighted mean CE of that span's tokens), ``train/acc_<span>`` (next-token accuracy) and,
+    with a teacher, ``train/kl_<span>`` (``jsd_<span>`` for ``jsd``: mean divergence to the
+    teacher); the same under ``val/``. ``history`` keeps every training step's values for the
+    start/end summary in ``metrics.json``. Validation metrics are exact token means over the
+    whole validation set: sums and token counts are added up over its batches and over the DDP
+    ranks (each validates its share, see the data module), then divided once at the epoch's end.
+
+    The teacher's distribution comes from ``teacher`` (a live :class:`FrozenTeacher`, run on the
+    same inputs) or from the batch: ``teacher_ids``/``teacher_logprobs`` ``[B, T, k]``, aligned
+    with ``labels`` (position t holds the teacher's top-k for token t). With top-k logprobs,
+    ``kl_<span>`` averages only the tokens that have them, and ``<stage>/teacher_coverage`` is the
+    share of supervised tokens that do (the rest train on CE; see :mod:`deepcoder.losses`).
+
+    Exact accumulation and DDP: a training batch's ``window_tokens`` is the supervised-token count
+    of its whole accumulation window over all ranks, the loss's one normaliser. Lightning divides
+    each micro-batch loss by ``accumulate_grad_batches`` and DDP averages gradients over
+    ``world_size`` ranks; the loss is multiplied by both, so a step equals one big batch's.
+    """
+
+    def __init__(self, model: torch.nn.Module, loss: SpanLoss, optimizer: Callable[..., torch.optim.Optimizer],
+                 scheduler: Callable[..., Any] | None = None, chunk_size: int = 512,
+                 teacher: FrozenTeacher | None = None) -> None:
+        super().__init__()
+        self.model, self.loss, self.optimizer_factory, self.scheduler_factory = model, loss, optimizer, scheduler
+        self.chunk_size, self.teacher = chunk_size, teacher
+        self.save_hyperparameters(ignore=["model", "loss", "optimizer", "scheduler", "teacher"])
+        self.history: list[dict[str, float]] = []
+        divergence = [f"{'jsd' if loss.divergence == 'jsd' else 'kl'}_{span}" for span in sorted(TRAINED_SPANS)]
+        self.val_keys = ["loss", *(f"{kind}_{span}" for span in sorted(TRAINED_SPANS) for kind in ("loss", "acc")),
+                         *(divergence + ["teacher_coverage"] if loss.distills else [])]
+        self._val_totals: torch.Tensor | None = None  # [metric, (sum, tokens)] of this rank's validation
+
+    def _step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
+        """Hidden states → chunked projection + loss on supervised positions only (no full logits)."""
+        inputs = {key: batch[key] for key in MODEL_INPUTS if batch.get(key) is not None}
+        # use_cache=False: no KV cache in training, and transformers only detects packed
+        # sequences (block-causal attention from restarting position_ids) when there is none
+        hidden = self.model.get_decoder()(**inputs, use_cache=False).last_hidden_state
+        head = self.model.get_output_embeddings()
+        window = batch.get("window_tokens")  # training: the accumulation window's supervised tokens
+        result = chunked_span_loss(hidden[:, :-1], head.weight, batch["labels"][:, 1:], batch["span_ids"][:, 1:],
+                                   self.loss.weights, bias=head.bias, chunk_size=self.chunk_size, num_tokens=window,
+                                   teacher=self._teacher(batch, inputs),
+                                   divergence=self.loss.divergence or "forward_kl", temperature=self.loss.temperature,
+                                   beta=self.loss.beta, ce_weight=self.loss.ce_weight)
+        # The window count normalises the whole window on every rank: undo Lightning's division
+        # by accumulate_grad_batches and DDP's gradient averaging, so the step is exact.
+        scale = self.trainer.accumulate_grad_batches * self.trainer.world_size if window is not None else 1
+        local_tokens = result.span_ids.numel()
+        own_sum = result.loss.detach() * (window if window is not None else max(local_tokens, 1))
+        sums = {"loss": (own_sum, local_tokens), **self._metric_sums(result)}
+        if stage == "val":
+            self._accumulate(sums)
+        else:
+            self._log_step(stage, sums, batch["input_ids"].shape[0])
+        return result.loss * scale
+
+    def _teacher(self, batch: dict[str, torch.Tensor],
+                 inputs: dict[str, torch.Tensor]) -> TeacherHead | TopKLogprobs | None:
+        """The teacher's distribution for this batch, shifted like the labels; None for CE losses."""
+        if not self.loss.distills:
+            return None
+        if self.teacher is not None:
+            teacher = self.teacher.to(batch["input_ids"].device)
+            return TeacherHead(teacher.hidden_states(**inputs)[:, :-1], teacher.weight, teacher.bias)
+        if batch.get("teacher_ids") is not None:
+            return TopKLogprobs(batch["teacher_ids"][:, 1:], batch["teacher_logprobs"][:, 1:])
+        raise ValueError(f"loss={self.loss.name} needs a teacher: no live teacher, and the batch carries no "
+                         "teacher_ids/teacher_logprobs")
+
+    def _metric_sums(self, result: ChunkedLoss) -> dict[str, tuple[torch.Tensor, int | torch.Tensor]]:
+        """Per metric: its sum over this batch's supervised tokens and how many tokens it covers."""
+        prefix = "jsd" if self.loss.divergence == "jsd" else "kl"
+        present = result.teacher_present  # top-k teachers: tokens with a teacher distribution
+        sums: dict[str, tuple[torch.Tensor, int | torch.Tensor]] = {}
+        for span in sorted(TRAINED_SPANS):
+            mask = result.span_ids == SPAN_INDEX[span]
+            sums[f"loss_{span}"] = (result.token_loss[mask].sum(), mask.sum())
+            sums[f"acc_{span}"] = (result.correct[mask].sum(), mask.sum())
+            if result.divergence is not None:
+                taught = mask if present is None else mask & present
+                sums[f"{prefix}_{span}"] = (result.divergence[taught].sum(), taught.sum())
+        if present is not None:
+            sums["teacher_coverage"] = (present.sum(), present.numel())
+        return sums
+
+    def _log_step(self, stage: str, sums: dict[str, tuple[torch.Tensor, Any]], batch_size: int) -> None:
+        """This step's means (metrics without tokens in the batch are left out), kept in ``history`` too."""
+        metrics = {f"{stage}/{key}": total / count for key, (total, count) in sums.items() if count > 0}
+        loss = metrics.pop(f"{stage}/loss", torch.zeros(()))  # an all-masked batch: 0
+        self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=batch_size)
+        self.log_dict(metrics, batch_size=batch_size)
+        self.history.append({f"{stage}/loss": float(loss), **{key: float(value) for key, value in metrics.items()}})
+
+    def _accumulate(self, sums: dict[str, tuple[torch.Tensor, Any]]) -> None:
+        if self._val_totals is None:
+            self._val_totals = torch.zeros(len(self.val_keys), 2, dtype=torch.float64, device=self.device)
+        for key, (total, count) in sums.items():
+            row = self._val_totals[self.val_keys.index(key)]
+            row += torch.stack([torch.as_tensor(total, dtype=torch.float64, device=row.device),
+                                torch.as_tensor(count, dtype=torch.float64, device=row.device)])
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_totals = None
+
+    def on_validation_epoch_end(self) -> None:
+        """Each metric's total over the validation set, all ranks added up, divided by its token count."""
+        if self._val_totals is None:
+            return
+        totals = self.trainer.strategy.reduce(self._val_totals, reduce_op="sum")
+        for key, (total, count) in zip(self.val_keys, totals.tolist()):
+            if count > 0:  # a span or teacher absent from the whole validation set has no mean
+                self.log(f"val/{key}", total / count, prog_bar=key == "loss", sync_dist=True)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(params=self.model.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer=optimizer,
+                                           num_training_steps=self.trainer.estimated_stepping_batches)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
