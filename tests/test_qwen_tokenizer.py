@@ -1,5 +1,5 @@
 """The offline Qwen2.5 tokenizer gives tiktoken's ids on Qwen's ranks, renders Qwen2.5-Instruct's
-chat template and survives save/reload."""
+chat template and survives save/reload; the random Qwen2.5 models have the real shapes."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ import json
 import unicodedata
 
 import pytest
-from transformers import AutoTokenizer
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from deepcoder import qwen_tokenizer
+from deepcoder.qwen_models import QWEN25_SIZES, build_random_qwen, qwen_config
 
 SYSTEM = "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n"
 UNICODE_CASES = [
@@ -162,3 +164,38 @@ def test_build_is_deterministic_and_cached(tokenizer, tmp_path):
     cached = qwen_tokenizer.qwen_tokenizer_dir()
     assert digests(qwen_tokenizer.write_tokenizer_files(tmp_path / "again")) == digests(cached)
 
+
+def test_qwen_configs_have_the_published_shapes():
+    config = qwen_config("0.5b")
+    assert (config.hidden_size, config.num_hidden_layers, config.num_attention_heads, config.num_key_value_heads,
+            config.intermediate_size, config.vocab_size) == (896, 24, 14, 2, 4864, 151936)
+    rope_theta = config.rope_parameters["rope_theta"] if hasattr(config, "rope_parameters") else config.rope_theta
+    assert config.tie_word_embeddings and rope_theta == 1e6 and config.rms_norm_eps == 1e-6
+    assert config.max_position_embeddings == 32768 and config.eos_token_id == 151645
+    assert (qwen_config("7b").tie_word_embeddings, qwen_config("7b").vocab_size) == (False, 152064)
+    assert qwen_config("3b", num_layers=2).num_hidden_layers == 2 and set(QWEN25_SIZES) == {"0.5b", "1.5b", "3b", "7b"}
+    with pytest.raises(ValueError, match="unknown Qwen2.5 size"):
+        qwen_config("14b")
+    with pytest.raises(ValueError, match="num_layers"):
+        qwen_config("0.5b", num_layers=25)
+
+
+def test_random_qwen_runs_saves_and_reloads(tmp_path):
+    model, tokenizer = build_random_qwen("0.5b", num_layers=2, seed=0)
+    again, _ = build_random_qwen("0.5b", num_layers=2, seed=0)
+    assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()  # tied
+    assert model.model.embed_tokens.weight.equal(again.model.embed_tokens.weight)
+    assert sum(p.numel() for p in model.parameters()) == 136_134_656 + 2 * 14_912_384 + 896  # embedding, layers, norm
+    ids = tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], add_generation_prompt=True,
+                                        return_tensors="pt", return_dict=True)["input_ids"]
+    model.eval()
+    with torch.no_grad():
+        logits = model(ids).logits
+    assert logits.shape == (1, ids.shape[1], 151936) and torch.isfinite(logits).all()
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    with torch.no_grad():
+        assert torch.allclose(reloaded(ids).logits, logits, atol=1e-5)
+    assert reloaded.config.tie_word_embeddings and reloaded.config.num_hidden_layers == 2
+    assert AutoTokenizer.from_pretrained(tmp_path).encode(SYSTEM) == tokenizer.encode(SYSTEM)
