@@ -11,8 +11,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from deepcoder import qwen_tokenizer
-from deepcoder.qwen_models import QWEN25_SIZES, build_random_qwen, qwen_config
+from deepcoder.models import qwen_tokenizer
+from deepcoder.models.qwen import QWEN25_SIZES, build_random_qwen, qwen_config
 
 SYSTEM = "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n"
 UNICODE_CASES = [

@@ -2,7 +2,7 @@
 
 The sizes are the published ``config.json`` values; ``num_layers`` keeps a real width but fewer
 layers, so a run on a small machine still exercises the real vocabulary, heads and MLP shapes.
-The tokenizer is the exact Qwen2.5 one, built offline (``deepcoder.qwen_tokenizer``).
+The tokenizer is the exact Qwen2.5 one, built offline (``deepcoder.models.qwen_tokenizer``).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
-from deepcoder.qwen_tokenizer import load_qwen_tokenizer
+from deepcoder.models.qwen_tokenizer import load_qwen_tokenizer
 
 
 @dataclass(frozen=True)
