@@ -53,11 +53,15 @@ def main() -> None:
             warm = measure(lambda: executor.run(code), args.runs, pause_s=0.3)
             rows.append((name, naive, sandbox, warm))
 
-    print(f"{'workload':<14}{'naive runs/s':>14}{'naive p50 ms':>14}{'sandbox runs/s':>16}"
-          f"{'sandbox p50 ms':>16}{'runs/s ratio':>14}{'p50 ratio':>11}{'paused p50 ms':>15}")
+    print(
+        f"{'workload':<14}{'naive runs/s':>14}{'naive p50 ms':>14}{'sandbox runs/s':>16}"
+        f"{'sandbox p50 ms':>16}{'runs/s ratio':>14}{'p50 ratio':>11}{'paused p50 ms':>15}"
+    )
     for name, (n_rps, n_ms), (s_rps, s_ms), (_, w_ms) in rows:
-        print(f"{name:<14}{n_rps:>14.1f}{n_ms:>14.1f}{s_rps:>16.1f}{s_ms:>16.1f}{s_rps / n_rps:>14.2f}"
-              f"{s_ms / n_ms:>11.2f}{w_ms:>15.1f}")
+        print(
+            f"{name:<14}{n_rps:>14.1f}{n_ms:>14.1f}{s_rps:>16.1f}{s_ms:>16.1f}{s_rps / n_rps:>14.2f}"
+            f"{s_ms / n_ms:>11.2f}{w_ms:>15.1f}"
+        )
 
 
 if __name__ == "__main__":

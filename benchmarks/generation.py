@@ -25,8 +25,8 @@ import time
 
 from deepcoder.agent.factory import build_agent
 from deepcoder.generation import generate_trajectories
-from deepcoder.problems import load_humaneval
 from deepcoder.policies.groq import GroqTeacher
+from deepcoder.problems import load_humaneval
 from deepcoder.testing.chat_server import ChatServer
 
 KEY = "gsk_benchmark_local_server"
@@ -34,8 +34,12 @@ KEY = "gsk_benchmark_local_server"
 
 def run(problems: list, workers: int, args: argparse.Namespace, agent) -> dict[str, float]:
     """One row: generate ``problems`` with ``workers`` threads against a fresh server and limiter."""
-    with ChatServer(latency_s=args.latency, tokens_per_minute=args.tokens_per_minute, bucket_s=args.bucket_s,
-                    api_key=KEY) as chat, tempfile.TemporaryDirectory() as out:
+    with (
+        ChatServer(
+            latency_s=args.latency, tokens_per_minute=args.tokens_per_minute, bucket_s=args.bucket_s, api_key=KEY
+        ) as chat,
+        tempfile.TemporaryDirectory() as out,
+    ):
         teacher = GroqTeacher("openai/gpt-oss-120b", base_url=chat.url, max_tokens=1024)
         started = time.perf_counter()
         generate_trajectories(problems, teacher, agent, out, num_workers=workers)
@@ -44,11 +48,18 @@ def run(problems: list, workers: int, args: argparse.Namespace, agent) -> dict[s
         window = admitted[-1][0] - admitted[0][0]
         rate = args.tokens_per_minute / 60
         served = sum(tokens for _, tokens in admitted)
-        return {"workers": workers, "problems": len(problems), "requests": len(admitted), "seconds": seconds,
-                "tokens_per_s": served / window if window > 0 else math.nan,
-                "fraction": served / (rate * args.bucket_s + rate * window),
-                "n_429": chat.stats.statuses[429], "held_s": teacher.limiter.waited_s,
-                "tokens_per_problem": served / len(problems), "seconds_per_problem": seconds / len(problems)}
+        return {
+            "workers": workers,
+            "problems": len(problems),
+            "requests": len(admitted),
+            "seconds": seconds,
+            "tokens_per_s": served / window if window > 0 else math.nan,
+            "fraction": served / (rate * args.bucket_s + rate * window),
+            "n_429": chat.stats.statuses[429],
+            "held_s": teacher.limiter.waited_s,
+            "tokens_per_problem": served / len(problems),
+            "seconds_per_problem": seconds / len(problems),
+        }
 
 
 def main() -> None:
@@ -70,23 +81,31 @@ def main() -> None:
             by_latency = workers / per_problem["seconds_per_problem"]
             by_limit = args.tokens_per_minute / 60 / per_problem["tokens_per_problem"]
             count = math.ceil(args.seconds * min(by_latency, by_limit))
-        row = run(problems[:min(count, len(problems))], workers, args, agent)
+        row = run(problems[: min(count, len(problems))], workers, args, agent)
         per_problem = per_problem or row
         rows.append(row)
 
     limit_per_s = args.tokens_per_minute / 60
-    print(f"limit {args.tokens_per_minute:,.0f} tokens/min ({limit_per_s:,.0f}/s, bucket {args.bucket_s:g} s), "
-          f"latency {args.latency:g} s per answer")
-    print(f"{'workers':>8}{'problems':>10}{'requests':>10}{'seconds':>9}{'tokens/s':>10}{'of limit':>10}"
-          f"{'429s':>6}{'held s':>8}  bound by")
+    print(
+        f"limit {args.tokens_per_minute:,.0f} tokens/min ({limit_per_s:,.0f}/s, bucket {args.bucket_s:g} s), "
+        f"latency {args.latency:g} s per answer"
+    )
+    print(
+        f"{'workers':>8}{'problems':>10}{'requests':>10}{'seconds':>9}{'tokens/s':>10}{'of limit':>10}"
+        f"{'429s':>6}{'held s':>8}  bound by"
+    )
     for row in rows:
         bound = "limit" if row["held_s"] > 0 or row["fraction"] >= 0.9 else "latency"
-        print(f"{row['workers']:>8}{row['problems']:>10}{row['requests']:>10}{row['seconds']:>9.1f}"
-              f"{row['tokens_per_s']:>10,.0f}{row['fraction']:>10.0%}{row['n_429']:>6}{row['held_s']:>8.1f}  {bound}")
+        print(
+            f"{row['workers']:>8}{row['problems']:>10}{row['requests']:>10}{row['seconds']:>9.1f}"
+            f"{row['tokens_per_s']:>10,.0f}{row['fraction']:>10.0%}{row['n_429']:>6}{row['held_s']:>8.1f}  {bound}"
+        )
     best = max(rows, key=lambda r: r["workers"])
     verdict = "meets" if best["fraction"] >= 0.9 and best["n_429"] <= 5 else "misses"
-    print(f"{best['workers']} workers {verdict} the target (>= 90% of the limit, <= 5 429s); "
-          f"1 worker is latency-bound: it waits {args.latency:g} s for every answer in turn.")
+    print(
+        f"{best['workers']} workers {verdict} the target (>= 90% of the limit, <= 5 429s); "
+        f"1 worker is latency-bound: it waits {args.latency:g} s for every answer in turn."
+    )
 
 
 if __name__ == "__main__":

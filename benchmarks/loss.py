@@ -31,8 +31,8 @@ from pathlib import Path
 
 import torch
 
-from deepcoder.training.chunked_loss import TeacherHead, chunked_span_loss
 from deepcoder.losses import TopKLogprobs, span_loss
+from deepcoder.training.chunked_loss import TeacherHead, chunked_span_loss
 
 MIB = 2**20
 TOP_K = 21  # vLLM's top-20 logprobs plus the sampled token
@@ -47,17 +47,20 @@ def rss_kib(field: str) -> int:
 
 def inputs(tokens: int, vocab: int, hidden: int, loss: str) -> dict[str, torch.Tensor]:
     generator = torch.Generator().manual_seed(0)
-    data = {"hidden": torch.randn(1, tokens, hidden, generator=generator, requires_grad=True),
-            "weight": (torch.randn(vocab, hidden, generator=generator) * hidden**-0.5).requires_grad_(),
-            "labels": torch.randint(0, vocab, (1, tokens), generator=generator),
-            "spans": torch.randint(1, 3, (1, tokens), generator=generator)}  # reason / action
+    data = {
+        "hidden": torch.randn(1, tokens, hidden, generator=generator, requires_grad=True),
+        "weight": (torch.randn(vocab, hidden, generator=generator) * hidden**-0.5).requires_grad_(),
+        "labels": torch.randint(0, vocab, (1, tokens), generator=generator),
+        "spans": torch.randint(1, 3, (1, tokens), generator=generator),
+    }  # reason / action
     if loss == "kd":
         data["teacher_hidden"] = torch.randn(1, tokens, hidden, generator=generator)
         data["teacher_weight"] = torch.randn(vocab, hidden, generator=generator) * hidden**-0.5
     if loss == "kd_topk":  # k distinct ids per token; logprobs of k of k + 1 outcomes: some mass left over
         data["teacher_ids"] = torch.randint(0, vocab - TOP_K, (1, tokens, 1), generator=generator) + torch.arange(TOP_K)
-        data["teacher_logprobs"] = torch.log_softmax(torch.randn(1, tokens, TOP_K + 1, generator=generator),
-                                                     -1)[..., :TOP_K]
+        data["teacher_logprobs"] = torch.log_softmax(torch.randn(1, tokens, TOP_K + 1, generator=generator), -1)[
+            ..., :TOP_K
+        ]
     return data
 
 
@@ -75,8 +78,15 @@ def run(method: str, data: dict[str, torch.Tensor], chunk_size: int) -> None:
         loss = span_loss(logits, data["labels"], data["spans"], weights, teacher_logits=teacher, teacher_topk=topk)
     else:
         teacher = TeacherHead(data["teacher_hidden"], data["teacher_weight"]) if kd else topk
-        loss = chunked_span_loss(data["hidden"], data["weight"], data["labels"], data["spans"], weights,
-                                 chunk_size=chunk_size, teacher=teacher).loss
+        loss = chunked_span_loss(
+            data["hidden"],
+            data["weight"],
+            data["labels"],
+            data["spans"],
+            weights,
+            chunk_size=chunk_size,
+            teacher=teacher,
+        ).loss
     loss.backward()
 
 
@@ -106,9 +116,27 @@ def worker(args: argparse.Namespace) -> None:
 
 
 def measure(args: argparse.Namespace, loss: str, tokens: int, method: str) -> dict[str, float | str]:
-    command = [sys.executable, __file__, "--worker", "--loss", loss, "--tokens", str(tokens), "--method", method,
-               "--vocab", str(args.vocab), "--hidden", str(args.hidden), "--chunk-size", str(args.chunk_size),
-               "--repeats", str(args.repeats), "--memory-gb", str(args.memory_gb)]
+    command = [
+        sys.executable,
+        __file__,
+        "--worker",
+        "--loss",
+        loss,
+        "--tokens",
+        str(tokens),
+        "--method",
+        method,
+        "--vocab",
+        str(args.vocab),
+        "--hidden",
+        str(args.hidden),
+        "--chunk-size",
+        str(args.chunk_size),
+        "--repeats",
+        str(args.repeats),
+        "--memory-gb",
+        str(args.memory_gb),
+    ]
     done = subprocess.run(command, capture_output=True, text=True)
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or not lines:
@@ -119,11 +147,16 @@ def measure(args: argparse.Namespace, loss: str, tokens: int, method: str) -> di
 def table_cells(naive: dict[str, float | str], chunked: dict[str, float | str]) -> str:
     """Memory, wall time and CPU time: naive, chunked and their ratio (``-`` where a run failed)."""
     cells = ""
-    for key, widths, digits in (("peak_mib", (11, 13, 14), 0), ("seconds", (9, 11, 12), 2),
-                                ("cpu_seconds", (13, 15, 11), 2)):
+    for key, widths, digits in (
+        ("peak_mib", (11, 13, 14), 0),
+        ("seconds", (9, 11, 12), 2),
+        ("cpu_seconds", (13, 15, 11), 2),
+    ):
         values = [row.get(key) for row in (naive, chunked)]
-        cells += "".join(f"{value:>{width}.{digits}f}" if value is not None else f"{'failed':>{width}}"
-                         for value, width in zip(values, widths))
+        cells += "".join(
+            f"{value:>{width}.{digits}f}" if value is not None else f"{'failed':>{width}}"
+            for value, width in zip(values, widths)
+        )
         cells += f"{values[1] / values[0]:>{widths[2]}.3f}" if None not in values else f"{'-':>{widths[2]}}"
     return cells
 
@@ -145,10 +178,14 @@ def main() -> None:
         args.tokens = int(args.tokens)
         return worker(args)
 
-    print(f"V={args.vocab} H={args.hidden} chunk={args.chunk_size} fp32, {torch.get_num_threads()} threads, "
-          f"best of {args.repeats}; memory = peak extra RSS of a fresh process (cap {args.memory_gb} GiB)")
-    print(f"{'loss':<8}{'tokens':>8}{'naive MiB':>11}{'chunked MiB':>13}{'memory ratio':>14}"
-          f"{'naive s':>9}{'chunked s':>11}{'time ratio':>12}{'naive cpu s':>13}{'chunked cpu s':>15}{'cpu ratio':>11}")
+    print(
+        f"V={args.vocab} H={args.hidden} chunk={args.chunk_size} fp32, {torch.get_num_threads()} threads, "
+        f"best of {args.repeats}; memory = peak extra RSS of a fresh process (cap {args.memory_gb} GiB)"
+    )
+    print(
+        f"{'loss':<8}{'tokens':>8}{'naive MiB':>11}{'chunked MiB':>13}{'memory ratio':>14}"
+        f"{'naive s':>9}{'chunked s':>11}{'time ratio':>12}{'naive cpu s':>13}{'chunked cpu s':>15}{'cpu ratio':>11}"
+    )
     for loss in args.losses.split(","):
         for tokens in (int(t) for t in args.tokens.split(",")):
             naive, chunked = (measure(args, loss, tokens, method) for method in ("naive", "chunked"))

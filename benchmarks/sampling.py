@@ -15,8 +15,8 @@ import time
 
 from deepcoder.agent.factory import build_agent
 from deepcoder.models.tiny import TinyModel
-from deepcoder.problems import load_humaneval
 from deepcoder.policies.hf import HFPolicy
+from deepcoder.problems import load_humaneval
 
 
 def timed(run, repeats: int) -> float:

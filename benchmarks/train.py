@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
@@ -33,8 +33,15 @@ from deepcoder.training.module import DistillationModule
 
 
 def make_model(vocab: int, hidden: int, layers: int, heads: int, kv_heads: int, mlp: int) -> Qwen2ForCausalLM:
-    config = Qwen2Config(vocab_size=vocab, hidden_size=hidden, intermediate_size=mlp, num_hidden_layers=layers,
-                         num_attention_heads=heads, num_key_value_heads=kv_heads, tie_word_embeddings=True)
+    config = Qwen2Config(
+        vocab_size=vocab,
+        hidden_size=hidden,
+        intermediate_size=mlp,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        tie_word_embeddings=True,
+    )
     config._attn_implementation = "sdpa"
     torch.manual_seed(0)
     return Qwen2ForCausalLM(config)
@@ -47,8 +54,12 @@ def make_batch(vocab: int, rows: int, length: int, supervised: float) -> dict[st
     labels = input_ids.clone()
     labels[:, : round(length * (1 - supervised))] = -100
     span_ids = torch.where(labels == -100, 0, 1)
-    return {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "labels": labels,
-            "span_ids": span_ids}
+    return {
+        "input_ids": input_ids,
+        "attention_mask": torch.ones_like(input_ids),
+        "labels": labels,
+        "span_ids": span_ids,
+    }
 
 
 def sad_step(model: torch.nn.Module) -> Callable[[dict[str, torch.Tensor]], torch.Tensor]:
@@ -59,12 +70,14 @@ def sad_step(model: torch.nn.Module) -> Callable[[dict[str, torch.Tensor]], torc
 
 
 def hf_step(model: torch.nn.Module) -> Callable[[dict[str, torch.Tensor]], torch.Tensor]:
-    return lambda batch: model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                               labels=batch["labels"]).loss
+    return lambda batch: (
+        model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"]).loss
+    )
 
 
-def time_steps(model: torch.nn.Module, losses: dict[str, Callable], batch: dict[str, torch.Tensor],
-               steps: int) -> dict[str, float]:
+def time_steps(
+    model: torch.nn.Module, losses: dict[str, Callable], batch: dict[str, torch.Tensor], steps: int
+) -> dict[str, float]:
     """Median seconds of one optimiser step per method, methods alternating, after one warm-up each."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
     seconds: dict[str, list[float]] = {name: [] for name in losses}
@@ -119,19 +132,24 @@ def main() -> None:
 
     rows, length = (int(x) for x in args.tiny_batch.split("x"))
     spec = TinyModel()
-    tiny = make_model(spec.vocab_size, spec.hidden_size, spec.num_layers, spec.num_heads, spec.num_kv_heads,
-                      spec.intermediate_size)
+    tiny = make_model(
+        spec.vocab_size, spec.hidden_size, spec.num_layers, spec.num_heads, spec.num_kv_heads, spec.intermediate_size
+    )
     batch = make_batch(spec.vocab_size, rows, length, 1.0)
     seconds = time_steps(tiny, {"hf": hf_step(tiny), "sad": sad_step(tiny)}, batch, args.steps)
     peak = matmul_flops()
     per_token = flops_per_token(tiny, length)
-    print(f"\n2. tiny model ({sum(p.numel() for p in tiny.parameters()) / 1e6:.1f} M parameters), batch {rows} x "
-          f"{length}, every position supervised; fp32 matmul rate measured here: {peak / 1e9:.0f} GFLOP/s")
+    print(
+        f"\n2. tiny model ({sum(p.numel() for p in tiny.parameters()) / 1e6:.1f} M parameters), batch {rows} x "
+        f"{length}, every position supervised; fp32 matmul rate measured here: {peak / 1e9:.0f} GFLOP/s"
+    )
     print(f"{'loss':<6}{'tokens/s':>10}{'GFLOP/s':>10}{'MFU':>8}{'vs HF':>8}")
     for name in ("hf", "sad"):
         tokens_per_s = rows * length / seconds[name]
-        print(f"{name:<6}{tokens_per_s:>10.0f}{tokens_per_s * per_token / 1e9:>10.1f}"
-              f"{tokens_per_s * per_token / peak:>8.1%}{seconds['hf'] / seconds[name]:>8.2f}")
+        print(
+            f"{name:<6}{tokens_per_s:>10.0f}{tokens_per_s * per_token / 1e9:>10.1f}"
+            f"{tokens_per_s * per_token / peak:>8.1%}{seconds['hf'] / seconds[name]:>8.2f}"
+        )
 
 
 if __name__ == "__main__":

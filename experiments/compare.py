@@ -24,12 +24,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="where to write the table and plots")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples")
-    parser.add_argument("--wandb-project", help="also log the table and plots to a new W&B run in this project "
-                        "(WANDB_MODE=offline works without a network)")
+    parser.add_argument(
+        "--wandb-project",
+        help="also log the table and plots to a new W&B run in this project "
+        "(WANDB_MODE=offline works without a network)",
+    )
     args = parser.parse_args(argv)
     try:
-        result = compare(args.runs, args.out, teacher=args.teacher, seed=args.seed, n_resamples=args.resamples,
-                         wandb_project=args.wandb_project)
+        result = compare(
+            args.runs,
+            args.out,
+            teacher=args.teacher,
+            seed=args.seed,
+            n_resamples=args.resamples,
+            wandb_project=args.wandb_project,
+        )
     except (ValueError, FileNotFoundError) as exc:
         parser.exit(2, f"compare.py: error: {exc}\n")
     print(result["table"])

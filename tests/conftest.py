@@ -9,6 +9,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 ROOT = Path(__file__).resolve().parents[1]
+pytest_plugins = ["reporting_fixtures"]  # the demo_layout session fixture, for every module
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -2,16 +2,16 @@
 
 ``DIR/generate/``, ``DIR/{sad,sft}/{train,eval_train,eval_heldout}/`` and
 ``DIR/teacher/eval_heldout/``: what ``make demo`` writes, at a few problems and training steps,
-so ``experiments/compare.py`` and the notebooks can be tested on it. Import the ``demo_layout``
-fixture into a test module (``from reporting_fixtures import demo_layout``).
+so ``experiments/compare.py`` and the notebooks can be tested on it. ``conftest.py`` registers
+this module as a plugin, so every test can ask for the ``demo_layout`` fixture.
 """
 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import torch
@@ -21,6 +21,7 @@ from deepcoder.run.generate import generate
 from deepcoder.run.train import train
 
 from conftest import compose_config as config
+
 LOSSES = ("sad", "sft")
 EPISODE = ("teacher.max_new_tokens=8", "agent.max_steps=1", "teacher.temperature=1.0", "samples=2", "k=[1,2]")
 
@@ -37,24 +38,49 @@ def torch_threads(n: int = 1) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-
 def build_demo_layout(out: Path) -> Path:
     """Generate on 4 sample problems, train sad and sft for 3 steps, evaluate each and the teacher."""
     generate(config("generate", "problems.limit=4", f"output_dir={out / 'generate'}"))
     for loss in LOSSES:
-        train(config("train", f"loss={loss}", f"data.trajectories={out / 'generate' / 'trajectories.jsonl'}",
-                     "data.val_fraction=0", "data.batch_size=2", "trainer.max_steps=3", "trainer.log_every_n_steps=1",
-                     "callbacks=none", f"output_dir={out / loss / 'train'}"))
+        train(
+            config(
+                "train",
+                f"loss={loss}",
+                f"data.trajectories={out / 'generate' / 'trajectories.jsonl'}",
+                "data.val_fraction=0",
+                "data.batch_size=2",
+                "trainer.max_steps=3",
+                "trainer.log_every_n_steps=1",
+                "callbacks=none",
+                f"output_dir={out / loss / 'train'}",
+            )
+        )
     heldout_teacher = out / "teacher" / "eval_heldout"  # first: its episodes are the held-out teacher trajectories
-    evaluate(config("evaluate", "teacher=reference", "problems=humaneval", "problems.limit=2",
-                    f"reasoning_tokenizer={out / LOSSES[0] / 'train' / 'student'}", f"output_dir={heldout_teacher}"))
+    evaluate(
+        config(
+            "evaluate",
+            "teacher=reference",
+            "problems=humaneval",
+            "problems.limit=2",
+            f"reasoning_tokenizer={out / LOSSES[0] / 'train' / 'student'}",
+            f"output_dir={heldout_teacher}",
+        )
+    )
     for loss in LOSSES:
         run = out / loss
         student = f"student={run / 'train' / 'student'}"
         evaluate(config("evaluate", student, "problems.limit=2", *EPISODE, f"output_dir={run / 'eval_train'}"))
-        evaluate(config("evaluate", student, "problems=humaneval", "problems.limit=2", *EPISODE,
-                        f"teacher_forced.path={heldout_teacher / 'episodes.jsonl'}",
-                        f"output_dir={run / 'eval_heldout'}"))
+        evaluate(
+            config(
+                "evaluate",
+                student,
+                "problems=humaneval",
+                "problems.limit=2",
+                *EPISODE,
+                f"teacher_forced.path={heldout_teacher / 'episodes.jsonl'}",
+                f"output_dir={run / 'eval_heldout'}",
+            )
+        )
     return out
 
 

@@ -9,20 +9,20 @@ import openai
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
+from test_rate_limit import FakeClock
 
 from deepcoder.agent.factory import build_agent
-from deepcoder.spans.render import label_tokens
-from deepcoder.spans.strategies import StructuredSpans
 from deepcoder.core.names import SPAN_INDEX
-from deepcoder.problems import load_sample
 from deepcoder.policies.chat_api import EmptyCompletion, MalformedCompletion, RequestTooLarge
 from deepcoder.policies.groq import GroqTeacher
 from deepcoder.policies.openai_compat import OpenAITeacher
 from deepcoder.policies.rate_limit import RateLimiter
+from deepcoder.problems import load_sample
+from deepcoder.spans.render import label_tokens
+from deepcoder.spans.strategies import StructuredSpans
 from deepcoder.testing.chat_server import ChatServer, Reply, turn_script
 
 from conftest import ROOT
-from test_rate_limit import FakeClock
 
 KEY = "gsk_test_key_for_the_local_server"
 MESSAGES = [{"role": "system", "content": "You are a coding agent."}, {"role": "user", "content": "Write add(a, b)."}]
@@ -60,11 +60,15 @@ def test_groq_teacher_completes_with_usage_fingerprint_and_the_key(server):
     assert "logprobs" not in server.stats.requests[-1]  # Groq serves none
 
 
-@pytest.mark.parametrize("reply", [
-    Reply(ACTION, reasoning="First I add them up.", reasoning_field="reasoning"),  # Groq parsed / gpt-oss
-    Reply(ACTION, reasoning="First I add them up.", reasoning_field="reasoning_content"),  # vLLM, DeepSeek
-    Reply(f"<think>\nFirst I add them up.\n</think>\n\n{ACTION}"),  # R1 raw
-], ids=["reasoning", "reasoning_content", "inline_think"])
+@pytest.mark.parametrize(
+    "reply",
+    [
+        Reply(ACTION, reasoning="First I add them up.", reasoning_field="reasoning"),  # Groq parsed / gpt-oss
+        Reply(ACTION, reasoning="First I add them up.", reasoning_field="reasoning_content"),  # vLLM, DeepSeek
+        Reply(f"<think>\nFirst I add them up.\n</think>\n\n{ACTION}"),  # R1 raw
+    ],
+    ids=["reasoning", "reasoning_content", "inline_think"],
+)
 def test_reasoning_lands_in_the_step_the_chat_and_the_reason_span(reply, agent, tiny_tokenizer):
     problem = load_sample()[0]
     with ChatServer(turn_script([reply, FINAL]), api_key=KEY) as chat:
@@ -108,9 +112,11 @@ def test_a_reasoning_model_rejecting_parameters_gets_max_completion_tokens_and_n
         teacher.complete(MESSAGES, problem=None)
         assert chat.stats.statuses[400] == 3 and len(chat.stats.requests) == 5  # remembered: no new 400
     assert "does not take max_tokens: sending max_completion_tokens from now on" in caplog.text
-    with ChatServer(turn_script([ACTION]), api_key=KEY, unsupported=("logprobs",)) as chat:
-        with pytest.raises(openai.BadRequestError, match="'logprobs' is not supported"):  # asked for: never dropped
-            OpenAITeacher("test-model", base_url=chat.openai_url, top_logprobs=5).complete(MESSAGES, problem=None)
+    with (
+        ChatServer(turn_script([ACTION]), api_key=KEY, unsupported=("logprobs",)) as chat,
+        pytest.raises(openai.BadRequestError, match="'logprobs' is not supported"),  # asked for: never dropped
+    ):
+        OpenAITeacher("test-model", base_url=chat.openai_url, top_logprobs=5).complete(MESSAGES, problem=None)
 
 
 def test_a_misspelt_model_fails_fast_naming_it_and_the_served_ones(server):

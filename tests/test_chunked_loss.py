@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from deepcoder.training.chunked_loss import chunked_span_loss
 from deepcoder.losses import span_loss
+from deepcoder.training.chunked_loss import chunked_span_loss
 
 B, T, H, V = 3, 9, 8, 13
 
@@ -50,8 +50,7 @@ def test_training_path_of_the_tiny_model_agrees_with_full_logits():
     model, _ = TinyModel(num_layers=1).load(seed=0)
     hidden, _, labels, spans = inputs()
     input_ids = torch.randint(0, 100, (B, T))
-    batch = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "labels": labels,
-             "span_ids": spans}
+    batch = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "labels": labels, "span_ids": spans}
     loss = SpanLoss(reason=0.5)
     module = DistillationModule(model, loss, optimizer=torch.optim.SGD, chunk_size=5)
     module.log = module.log_dict = lambda *args, **kwargs: None  # no trainer attached

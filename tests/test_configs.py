@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.utils import get_object
@@ -11,8 +12,11 @@ from omegaconf import DictConfig, OmegaConf
 from conftest import ROOT
 
 CONF = ROOT / "conf"
-PRIMARY = {"generate": ["problems", "teacher", "agent"], "evaluate": ["problems", "teacher", "agent"],
-           "train": ["model", "loss", "span", "data", "trainer", "logger", "callbacks", "experiment", "debug"]}
+PRIMARY = {
+    "generate": ["problems", "teacher", "agent"],
+    "evaluate": ["problems", "teacher", "agent"],
+    "train": ["model", "loss", "span", "data", "trainer", "logger", "callbacks", "experiment", "debug"],
+}
 
 
 def options(group: str) -> list[str]:
@@ -30,8 +34,9 @@ def targets(node) -> list[DictConfig]:
     return found
 
 
-@pytest.mark.parametrize("primary,group,option",
-                         [(p, g, o) for p, groups in PRIMARY.items() for g in groups for o in options(g)])
+@pytest.mark.parametrize(
+    "primary,group,option", [(p, g, o) for p, groups in PRIMARY.items() for g in groups for o in options(g)]
+)
 def test_option_composes_and_matches_its_target(primary, group, option):
     with initialize_config_dir(str(CONF), version_base="1.3"):
         extra = ["data.trajectories=x.jsonl"] if primary == "train" else []

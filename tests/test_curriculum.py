@@ -5,13 +5,12 @@ from __future__ import annotations
 import math
 
 import pytest
+from test_filters import record, write
 
 from deepcoder.data.curriculum import Curriculum
 from deepcoder.data.datamodule import TrajectoryDataModule
-from deepcoder.spans.strategies import StructuredSpans
 from deepcoder.data.windows import WindowBatchSampler
-
-from test_filters import record, write
+from deepcoder.spans.strategies import StructuredSpans
 
 SCORES = [float(s) for s in (40, 3, 25, 11, 37, 8, 19, 30, 1, 14, 22, 6, 33, 17, 28, 9)]
 RANK = sorted(range(len(SCORES)), key=SCORES.__getitem__)  # easiest first
@@ -35,29 +34,37 @@ def test_root_pacing_grows_faster_than_linear_at_first():
 
 def test_batches_come_from_the_easiest_fraction_until_the_whole_set_is_open():
     curriculum = Curriculum(pacing="linear", start_fraction=0.25, full_at_step=6)
-    sampler = WindowBatchSampler([1] * len(SCORES), batch_size=2, accumulate=1, seed=0, curriculum=curriculum,
-                                 scores=SCORES)
+    sampler = WindowBatchSampler(
+        [1] * len(SCORES), batch_size=2, accumulate=1, seed=0, curriculum=curriculum, scores=SCORES
+    )
     windows_per_epoch = len(sampler.window_sizes())
     steps_seen: dict[int, set[int]] = {}
     for epoch in range(2):
         for w, window in enumerate(sampler.plan(epoch)):
             steps_seen[epoch * windows_per_epoch + w] = {i for batch in window for i in batch}
     for step, rows in steps_seen.items():
-        allowed = set(RANK[:math.ceil(curriculum.fraction(step) * len(SCORES))])
+        allowed = set(RANK[: math.ceil(curriculum.fraction(step) * len(SCORES))])
         assert rows <= allowed, step
     assert steps_seen[0] <= set(RANK[:4])  # the first step: only the four easiest
     late = set().union(*(rows for step, rows in steps_seen.items() if step >= 6))
     assert late & set(RANK[-4:])  # from full_at_step on the hardest examples are drawn too
-    assert sampler.plan(1) == WindowBatchSampler([1] * len(SCORES), batch_size=2, seed=0, curriculum=curriculum,
-                                                 scores=SCORES).plan(1)
+    assert sampler.plan(1) == WindowBatchSampler(
+        [1] * len(SCORES), batch_size=2, seed=0, curriculum=curriculum, scores=SCORES
+    ).plan(1)
 
 
 def test_datamodule_scores_by_reasoning_and_action_tokens(tmp_path, tiny_tokenizer):
     thoughts = [" ".join(["Check one more case."] * n) for n in (12, 1, 6, 3, 9, 2, 15, 4)]
     path = write(tmp_path / "t.jsonl", [record(i, thought=t) for i, t in enumerate(thoughts)])
-    module = TrajectoryDataModule(path, tiny_tokenizer, StructuredSpans(), val_fraction=0.0, batch_size=2,
-                                  cache=False, curriculum=Curriculum(pacing="step", start_fraction=0.25,
-                                                                     full_at_step=50))
+    module = TrajectoryDataModule(
+        path,
+        tiny_tokenizer,
+        StructuredSpans(),
+        val_fraction=0.0,
+        batch_size=2,
+        cache=False,
+        curriculum=Curriculum(pacing="step", start_fraction=0.25, full_at_step=50),
+    )
     module.setup("fit")
     first = next(iter(module.train_dataloader()))
     by_length = sorted(module.train_set, key=len)

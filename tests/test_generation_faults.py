@@ -16,9 +16,9 @@ from hydra import compose, initialize_config_dir
 
 from deepcoder.agent.factory import build_agent
 from deepcoder.generation import generate_trajectories
+from deepcoder.policies.groq import GroqTeacher
 from deepcoder.problems import Problem, load_sample
 from deepcoder.run.generate import generate
-from deepcoder.policies.groq import GroqTeacher
 from deepcoder.testing.chat_server import ChatServer, Reply, Script
 from deepcoder.utils.jsonl import read_jsonl
 
@@ -36,8 +36,11 @@ def solving_script(problems: list[Problem]) -> Script:
         problem = next(p for p in problems if p.prompt.strip() in task)
         code = problem.reference_solution.strip()
         if not any(m["role"] == "assistant" for m in body["messages"]):
-            return Reply(f"Thought: I will define it and run it.\nAction: python\nAction Input:\n"
-                         f"```python\n{code}\nprint('defined')\n```", reasoning="The reference approach works.")
+            return Reply(
+                f"Thought: I will define it and run it.\nAction: python\nAction Input:\n"
+                f"```python\n{code}\nprint('defined')\n```",
+                reasoning="The reference approach works.",
+            )
         return Reply(f"Thought: It runs.\nFinal Answer:\n```python\n{code}\n```")
 
     return script
@@ -64,8 +67,14 @@ def problem_ids(path: Path) -> list[str]:
 
 # (fault, how many, retry-after): recovered by the SDK, the limiter or the 413 shrink → no error record;
 # malformed or empty → an error record that a rerun retries.
-FAULTS = [("429", 3, 0.2), ("500", 2, None), ("timeout", 1, None), ("413", 2, None),
-          ("truncated", 2, None), ("empty", 2, None)]
+FAULTS = [
+    ("429", 3, 0.2),
+    ("500", 2, None),
+    ("timeout", 1, None),
+    ("413", 2, None),
+    ("truncated", 2, None),
+    ("empty", 2, None),
+]
 
 
 @pytest.mark.parametrize("fault,times,retry_after", FAULTS, ids=[f[0] for f in FAULTS])
@@ -108,8 +117,17 @@ def test_the_key_reaches_no_file_and_no_log(problems, tmp_path, caplog, capfd):
         chat.inject("429", retry_after=0.1)
         chat.inject("500")
         with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-            cfg = compose("generate", ["teacher=groq", f"teacher.base_url={chat.url}", "problems.limit=3",
-                                       "agent.tools=[python]", "num_workers=2", f"output_dir={tmp_path}"])
+            cfg = compose(
+                "generate",
+                [
+                    "teacher=groq",
+                    f"teacher.base_url={chat.url}",
+                    "problems.limit=3",
+                    "agent.tools=[python]",
+                    "num_workers=2",
+                    f"output_dir={tmp_path}",
+                ],
+            )
         report = generate(cfg)
         assert chat.stats.authorizations == {f"Bearer {KEY}"}  # the key was really sent
     assert report["n_trajectories"] == 3 and report["n_errors"] == 0
@@ -129,8 +147,15 @@ def test_a_killed_api_run_resumes_to_every_problem_exactly_once(tmp_path):
     with ChatServer(solving_script(problems), api_key=KEY, latency_s=0.2) as chat:
         chat.inject("429", retry_after=0.2)
         chat.inject("500")
-        command = [sys.executable, str(ROOT / "generate.py"), "teacher=groq", f"teacher.base_url={chat.url}",
-                   "agent.tools=[python]", "num_workers=2", f"output_dir={tmp_path}"]
+        command = [
+            sys.executable,
+            str(ROOT / "generate.py"),
+            "teacher=groq",
+            f"teacher.base_url={chat.url}",
+            "agent.tools=[python]",
+            "num_workers=2",
+            f"output_dir={tmp_path}",
+        ]
         env = {**os.environ, "GROQ_API_KEY": KEY}
         path = tmp_path / "trajectories.jsonl"
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

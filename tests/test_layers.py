@@ -15,25 +15,25 @@ from conftest import ROOT
 SRC = ROOT / "src"
 # Bottom to top, following the data flow. A package may import the ones before it.
 LAYERS = [
-    "core",        # shared names: spans, IGNORE_INDEX, schema version, token prefixes
-    "utils",       # I/O, paths, console, text sizes
-    "problems",    # the problem model and its loaders
-    "tools",       # the sandbox and the retriever
-    "records",     # the trajectory record: schema, reading, episode metrics
-    "protocol",    # the ReAct text protocol: prompts and the turn parser
-    "policies",    # LLM backends behind one interface
-    "agent",       # the ReAct loop
+    "core",  # shared names: spans, IGNORE_INDEX, schema version, token prefixes
+    "utils",  # I/O, paths, console, text sizes
+    "problems",  # the problem model and its loaders
+    "tools",  # the sandbox and the retriever
+    "records",  # the trajectory record: schema, reading, episode metrics
+    "protocol",  # the ReAct text protocol: prompts and the turn parser
+    "policies",  # LLM backends behind one interface
+    "agent",  # the ReAct loop
     "generation",  # problems × teacher → trajectories.jsonl
-    "models",      # student models and tokenizers
-    "spans",       # records → span-labelled tokens
-    "losses",      # the loss math (the pure reference function)
-    "data",        # labelled tokens → batches
-    "training",    # the LightningModule, chunked loss, distillation teacher, callbacks
+    "models",  # student models and tokenizers
+    "spans",  # records → span-labelled tokens
+    "losses",  # the loss math (the pure reference function)
+    "data",  # labelled tokens → batches
+    "training",  # the LightningModule, chunked loss, distillation teacher, callbacks
     "evaluation",  # sampling policies, teacher-forced metrics
-    "reporting",   # comparing runs
-    "testing",     # servers that tests and benchmarks share
-    "run",         # the stages as functions of a config
-    "show",        # the CLI that shows a rendered trajectory
+    "reporting",  # comparing runs
+    "testing",  # servers that tests and benchmarks share
+    "run",  # the stages as functions of a config
+    "show",  # the CLI that shows a rendered trajectory
 ]
 # Imports allowed against the rule, each with its reason. Keep this list short.
 EXCEPTIONS: dict[tuple[str, str], str] = {}
@@ -54,7 +54,7 @@ def imported_modules(source: str, name: str, is_package: bool) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                parent = package.split(".")[:len(package.split(".")) - node.level + 1]
+                parent = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join(parent + ([node.module] if node.module else []))
             found.add(base)
             found |= {f"{base}.{alias.name}" for alias in node.names}  # `from pkg import module`
@@ -62,9 +62,12 @@ def imported_modules(source: str, name: str, is_package: bool) -> set[str]:
 
 
 MODULES = {module_name(path): path for path in sorted((SRC / "deepcoder").rglob("*.py"))}
-GRAPH = {name: {m for m in imported_modules(path.read_text(), name, path.name == "__init__.py")
-                if m in MODULES and m != name}
-         for name, path in MODULES.items()}
+GRAPH = {
+    name: {
+        m for m in imported_modules(path.read_text(), name, path.name == "__init__.py") if m in MODULES and m != name
+    }
+    for name, path in MODULES.items()
+}
 
 
 def layer(module: str) -> str:
@@ -80,9 +83,14 @@ def test_every_package_has_a_layer():
 @pytest.mark.parametrize("module", sorted(m for m in MODULES if layer(m)))
 def test_imports_point_down(module):
     rank = LAYERS.index(layer(module))
-    upward = sorted(target for target in GRAPH[module]
-                    if layer(target) and LAYERS.index(layer(target)) >= rank and layer(target) != layer(module)
-                    and (module, target) not in EXCEPTIONS)
+    upward = sorted(
+        target
+        for target in GRAPH[module]
+        if layer(target)
+        and LAYERS.index(layer(target)) >= rank
+        and layer(target) != layer(module)
+        and (module, target) not in EXCEPTIONS
+    )
     assert not upward, f"{module} imports a same-rank or higher layer: {upward}"
 
 
@@ -95,7 +103,7 @@ def test_no_import_cycles():
         state[node] = 1
         for target in sorted(GRAPH[node]):
             if state.get(target) == 1:
-                cycles.append(path[path.index(target):] + [target] if target in path else [node, target])
+                cycles.append(path[path.index(target) :] + [target] if target in path else [node, target])
             elif target not in state:
                 visit(target, path + [target])
         state[node] = 2

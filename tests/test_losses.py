@@ -47,8 +47,9 @@ def test_global_token_count_makes_accumulation_exact(batch):
     logits, labels, spans = batch
     weights = torch.tensor([0.0, 0.5, 1.0, 0.0, 1.0])
     total = (labels != -100).sum()
-    halves = sum(span_loss(logits[i:i + 1], labels[i:i + 1], spans[i:i + 1], weights, num_tokens=total)
-                 for i in range(B))
+    halves = sum(
+        span_loss(logits[i : i + 1], labels[i : i + 1], spans[i : i + 1], weights, num_tokens=total) for i in range(B)
+    )
     torch.testing.assert_close(halves, span_loss(logits, labels, spans, weights))
 
 
@@ -72,8 +73,10 @@ def test_forward_kl_matches_torch_kl_div(batch):
     logits, labels, spans = batch
     teacher = torch.randn(B, T, V)
     mask = labels != -100
-    expected = F.kl_div(F.log_softmax(logits, -1)[mask], F.log_softmax(teacher, -1)[mask],
-                        log_target=True, reduction="sum") / mask.sum()
+    expected = (
+        F.kl_div(F.log_softmax(logits, -1)[mask], F.log_softmax(teacher, -1)[mask], log_target=True, reduction="sum")
+        / mask.sum()
+    )
     torch.testing.assert_close(span_loss(logits, labels, spans, torch.ones(5), teacher_logits=teacher), expected)
 
 

@@ -18,8 +18,9 @@ def test_saved_student_reloads_with_identical_tokenization(tmp_path):
     theirs = reloaded(TEXT, return_offsets_mapping=True, add_special_tokens=False)
     assert ours["input_ids"] == theirs["input_ids"] and ours["offset_mapping"] == theirs["offset_mapping"]
     messages = [{"role": "user", "content": "hi"}]
-    assert reloaded.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) == \
-        tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    assert reloaded.apply_chat_template(
+        messages, tokenize=False, add_generation_prompt=True
+    ) == tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     assert reloaded.eos_token == "<|im_end|>" and reloaded.decode(theirs["input_ids"]) == TEXT
     assert AutoModelForCausalLM.from_pretrained(tmp_path).config.model_type == "qwen2"
 

@@ -7,7 +7,6 @@ import pytest
 from nbclient import NotebookClient
 
 from conftest import ROOT
-from reporting_fixtures import demo_layout  # noqa: F401  (the shared session fixture)
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
@@ -29,8 +28,9 @@ def test_notebook_is_stored_without_outputs(path):
 def test_notebook_runs_top_to_bottom_on_the_demo_outputs(path, demo_layout, monkeypatch, tmp_path):
     monkeypatch.setenv("DEEPCODER_DEMO_DIR", str(demo_layout))
     notebook = nbformat.read(path, as_version=4)
-    NotebookClient(notebook, timeout=120, kernel_name="python3",
-                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    NotebookClient(
+        notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
     outputs = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     assert any(o.output_type == "display_data" and "image/png" in o.data for o in outputs)

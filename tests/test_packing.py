@@ -6,16 +6,16 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from deepcoder.training.chunked_loss import chunked_span_loss
+from deepcoder.core.names import IGNORE_INDEX
 from deepcoder.data.datamodule import TrajectoryDataModule, collate
 from deepcoder.data.packing import collate_packed, pack
-from deepcoder.spans.render import RenderedExample
-from deepcoder.core.names import IGNORE_INDEX
-from deepcoder.spans.strategies import StructuredSpans
 from deepcoder.losses import SpanLoss
 from deepcoder.models.tiny import TinyModel
-from deepcoder.training.module import MODEL_INPUTS, DistillationModule
 from deepcoder.run.generate import generate
+from deepcoder.spans.render import RenderedExample
+from deepcoder.spans.strategies import StructuredSpans
+from deepcoder.training.chunked_loss import chunked_span_loss
+from deepcoder.training.module import MODEL_INPUTS, DistillationModule
 
 from conftest import ROOT
 
@@ -62,8 +62,9 @@ def per_token_losses(model, batch, weights) -> torch.Tensor:
     """Each supervised token's CE through the module's path: backbone → chunked_span_loss."""
     backbone = getattr(model, model.base_model_prefix)
     hidden = backbone(**{k: batch[k] for k in MODEL_INPUTS if k in batch}, use_cache=False).last_hidden_state
-    return chunked_span_loss(hidden[:, :-1], model.get_output_embeddings().weight, batch["labels"][:, 1:],
-                             batch["span_ids"][:, 1:], weights).token_loss
+    return chunked_span_loss(
+        hidden[:, :-1], model.get_output_embeddings().weight, batch["labels"][:, 1:], batch["span_ids"][:, 1:], weights
+    ).token_loss
 
 
 @pytest.mark.filterwarnings("ignore:You are trying to `self.log")
@@ -96,6 +97,10 @@ def test_the_packed_training_loader_carries_positions_and_no_mask(sample_traject
 def test_packing_raises_the_share_of_real_tokens(sample_trajectories, tiny_tokenizer):
     """Measured on the sample data, batch 4, rows of max_length (2048) tokens, with and without grouping."""
     for grouped in (False, True):
-        padded, packed = (datamodule(sample_trajectories, tiny_tokenizer, batch_size=4, packing=packing,
-                                     group_by_length=grouped).stats()["real_token_share"] for packing in (False, True))
+        padded, packed = (
+            datamodule(
+                sample_trajectories, tiny_tokenizer, batch_size=4, packing=packing, group_by_length=grouped
+            ).stats()["real_token_share"]
+            for packing in (False, True)
+        )
         assert padded < packed <= 1.0, (grouped, padded, packed)

@@ -21,7 +21,7 @@ def test_action_turn_fields_and_segments():
     turn = parse_turn(ACTION_TURN)
     assert (turn.thought, turn.tool, turn.tool_input, turn.error) == ("try it", "python", "print(1)", None)
     assert [s.label for s in turn.segments] == ["reason", "action"]
-    assert turn.text[turn.segments[1].start:].startswith("Action: python")
+    assert turn.text[turn.segments[1].start :].startswith("Action: python")
     assert _tiles(turn)
 
 
@@ -60,9 +60,11 @@ def test_unclosed_fence_still_yields_code():
 
 
 def test_keywords_inside_a_think_block_are_reasoning_not_actions():
-    raw = ("<think>\nMaybe Final Answer:\n```python\nx\n```\nObservation: none yet\n</think>\n"
-           "Thought: run it\nAction: python\nAction Input:\n```python\nprint(2)\n```")
+    raw = (
+        "<think>\nMaybe Final Answer:\n```python\nx\n```\nObservation: none yet\n</think>\n"
+        "Thought: run it\nAction: python\nAction Input:\n```python\nprint(2)\n```"
+    )
     turn = parse_turn(raw)
     assert turn.is_action and turn.final_answer is None and turn.tool_input == "print(2)"
     assert turn.text == raw and _tiles(turn)
-    assert turn.text[:turn.segments[1].start].endswith("Thought: run it\n")
+    assert turn.text[: turn.segments[1].start].endswith("Thought: run it\n")

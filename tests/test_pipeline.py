@@ -15,11 +15,22 @@ from deepcoder.run.generate import generate
 from deepcoder.run.train import train
 from deepcoder.utils.jsonl import read_jsonl
 
-from conftest import ROOT, compose_config as config
+from conftest import ROOT
+from conftest import compose_config as config
 
-REQUIRED = {"trajectory_id", "problem_id", "teacher", "messages", "steps", "final_answer", "passed", "error",
-            "usage", "latency_s", "schema_version"}
-
+REQUIRED = {
+    "trajectory_id",
+    "problem_id",
+    "teacher",
+    "messages",
+    "steps",
+    "final_answer",
+    "passed",
+    "error",
+    "usage",
+    "latency_s",
+    "schema_version",
+}
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +45,7 @@ def test_generate_writes_schema_records_and_report(generated):
     records = [r for _, r in read_jsonl(out / "trajectories.jsonl")]
     assert len(records) == 3 and report["n_trajectories"] == 3 and report["n_passed"] == 3
     for record in records:
-        assert REQUIRED <= record.keys() and record["passed"] is True and record["error"] is None
+        assert record.keys() >= REQUIRED and record["passed"] is True and record["error"] is None
         assert record["steps"][0]["action"]["tool"] == "python" and record["steps"][0]["tool_ok"] is True
         assert record["steps"][-1]["action"] is None and record["final_answer"]
         assert record["usage"]["completion_tokens"] > 0
@@ -55,9 +66,16 @@ def test_rerun_resumes_without_duplicates_and_repairs_a_torn_line(generated):
 @pytest.fixture(scope="module")
 def trained(generated, tmp_path_factory):
     out = tmp_path_factory.mktemp("train")
-    metrics = train(config("train", f"data.trajectories={generated[0] / 'trajectories.jsonl'}",
-                           "data.val_fraction=0.4", "trainer.max_steps=4", "trainer.log_every_n_steps=1",
-                           f"output_dir={out}"))
+    metrics = train(
+        config(
+            "train",
+            f"data.trajectories={generated[0] / 'trajectories.jsonl'}",
+            "data.val_fraction=0.4",
+            "trainer.max_steps=4",
+            "trainer.log_every_n_steps=1",
+            f"output_dir={out}",
+        )
+    )
     return out, metrics
 
 
@@ -77,14 +95,31 @@ def test_train_saves_a_loadable_student_and_metrics(trained):
 
 
 def test_train_is_reproducible_with_the_same_seed(generated, tmp_path):
-    runs = [train(config("train", f"data.trajectories={generated[0] / 'trajectories.jsonl'}", "debug=fast",
-                         f"output_dir={tmp_path / str(i)}"))["end"] for i in range(2)]
+    runs = [
+        train(
+            config(
+                "train",
+                f"data.trajectories={generated[0] / 'trajectories.jsonl'}",
+                "debug=fast",
+                f"output_dir={tmp_path / str(i)}",
+            )
+        )["end"]
+        for i in range(2)
+    ]
     assert runs[0] == runs[1]
 
 
 def test_evaluate_reports_the_contract_keys(trained, tmp_path):
-    report = evaluate(config("evaluate", f"student={trained[0] / 'student'}", "problems.limit=2",
-                             "teacher.max_new_tokens=24", "agent.max_steps=2", f"output_dir={tmp_path}"))
+    report = evaluate(
+        config(
+            "evaluate",
+            f"student={trained[0] / 'student'}",
+            "problems.limit=2",
+            "teacher.max_new_tokens=24",
+            "agent.max_steps=2",
+            f"output_dir={tmp_path}",
+        )
+    )
     saved = json.loads((tmp_path / "report.json").read_text())
     for key in ("pass_at_1", "action_validity", "mean_steps", "n", "failures"):
         assert key in saved
@@ -100,8 +135,18 @@ def test_reference_teacher_scored_as_a_policy(tmp_path):
 def test_cli_rejects_a_bad_problem_file_naming_file_line_and_field(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": "x", "prompt": "def f():\\n", "tests": "def check(c): pass"}\n')
-    result = subprocess.run([sys.executable, str(ROOT / "generate.py"), "problems=jsonl", f"problems.path={bad}",
-                             f"output_dir={tmp_path / 'out'}"], capture_output=True, text=True, cwd=ROOT)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "generate.py"),
+            "problems=jsonl",
+            f"problems.path={bad}",
+            f"output_dir={tmp_path / 'out'}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert result.returncode != 0
     assert "bad.jsonl:1" in result.stderr and "entry_point" in result.stderr
     assert not (tmp_path / "out" / "trajectories.jsonl").exists()
@@ -122,8 +167,12 @@ def test_rerun_retries_error_records_and_refuses_another_teacher(tmp_path):
 
 
 def test_evaluate_with_a_missing_student_fails_before_any_episode(tmp_path):
-    result = subprocess.run([sys.executable, str(ROOT / "evaluate.py"), f"student={tmp_path / 'nope'}",
-                             f"output_dir={tmp_path / 'out'}"], capture_output=True, text=True, cwd=ROOT)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "evaluate.py"), f"student={tmp_path / 'nope'}", f"output_dir={tmp_path / 'out'}"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert result.returncode != 0 and "nope" in result.stderr
     assert not (tmp_path / "out" / "report.json").exists()
 
@@ -137,9 +186,19 @@ def test_reference_teacher_passes_all_of_humaneval_through_the_agent_loop(tmp_pa
 
 def test_multirun_sweep_gives_each_job_its_own_output_dir(generated, tmp_path):
     result = subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), "-m", "loss=sft,sad", "debug=fast",
-         f"data.trajectories={generated[0] / 'trajectories.jsonl'}", f"paths.output_root={tmp_path}"],
-        capture_output=True, text=True, cwd=ROOT)
+        [
+            sys.executable,
+            str(ROOT / "train.py"),
+            "-m",
+            "loss=sft,sad",
+            "debug=fast",
+            f"data.trajectories={generated[0] / 'trajectories.jsonl'}",
+            f"paths.output_root={tmp_path}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = sorted(tmp_path.glob("multirun/train/*/*/metrics.json"))
     assert [json.loads(m.read_text())["loss"] for m in metrics] == ["sft", "sad"]
@@ -148,9 +207,19 @@ def test_multirun_sweep_gives_each_job_its_own_output_dir(generated, tmp_path):
 
 def test_multirun_jobs_sharing_an_explicit_output_dir_are_refused(tmp_path):
     def sweep(output_dir: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, str(ROOT / "generate.py"), "-m", "problems.limit=1,2",
-                               f"output_dir={output_dir}", f"paths.output_root={tmp_path / 'root'}"],
-                              capture_output=True, text=True, cwd=ROOT)
+        return subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "generate.py"),
+                "-m",
+                "problems.limit=1,2",
+                f"output_dir={output_dir}",
+                f"paths.output_root={tmp_path / 'root'}",
+            ],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        )
 
     shared = sweep(str(tmp_path / "shared"))
     assert shared.returncode != 0
@@ -158,8 +227,9 @@ def test_multirun_jobs_sharing_an_explicit_output_dir_are_refused(tmp_path):
     assert len((tmp_path / "shared" / "trajectories.jsonl").read_text().splitlines()) == 1  # job 0's, untouched
     per_job = sweep(str(tmp_path / "per-job") + "/${hydra:job.num}")
     assert per_job.returncode == 0, per_job.stderr[-2000:]
-    assert [len((tmp_path / "per-job" / job / "trajectories.jsonl").read_text().splitlines())
-            for job in ("0", "1")] == [1, 2]
+    assert [
+        len((tmp_path / "per-job" / job / "trajectories.jsonl").read_text().splitlines()) for job in ("0", "1")
+    ] == [1, 2]
 
 
 def test_gradient_accumulation_gives_the_same_step_as_one_big_batch(generated, tmp_path):
@@ -167,11 +237,23 @@ def test_gradient_accumulation_gives_the_same_step_as_one_big_batch(generated, t
     students = []
     for batch_size, accumulate in ((4, 1), (2, 2)):
         out = tmp_path / f"b{batch_size}"
-        train(config("train", f"data.trajectories={generated[0] / 'trajectories.jsonl'}", "debug=fast",
-                     "data.val_fraction=0", f"data.batch_size={batch_size}", "data.cache=false",
-                     f"+trainer.accumulate_grad_batches={accumulate}", "trainer.max_steps=1",
-                     "trainer.gradient_clip_val=null", "optimizer._target_=torch.optim.SGD", "optimizer.lr=1.0",
-                     "~scheduler", f"output_dir={out}"))
+        train(
+            config(
+                "train",
+                f"data.trajectories={generated[0] / 'trajectories.jsonl'}",
+                "debug=fast",
+                "data.val_fraction=0",
+                f"data.batch_size={batch_size}",
+                "data.cache=false",
+                f"+trainer.accumulate_grad_batches={accumulate}",
+                "trainer.max_steps=1",
+                "trainer.gradient_clip_val=null",
+                "optimizer._target_=torch.optim.SGD",
+                "optimizer.lr=1.0",
+                "~scheduler",
+                f"output_dir={out}",
+            )
+        )
         students.append(AutoModelForCausalLM.from_pretrained(out / "student").state_dict())
     for name, value in students[0].items():
         torch.testing.assert_close(value, students[1][name], rtol=1e-5, atol=1e-6, msg=name)

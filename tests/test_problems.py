@@ -8,7 +8,6 @@ import json
 
 import pytest
 
-from deepcoder.problems.__main__ import main
 from deepcoder.problems import (
     Problem,
     ProblemFormatError,
@@ -23,10 +22,10 @@ from deepcoder.problems import (
     select,
     stats,
 )
+from deepcoder.problems.__main__ import main
 
 SAMPLE = load_sample()
-ALLOWED_MODULES = {"math", "re", "collections", "itertools", "functools", "heapq", "bisect",
-                   "string", "typing"}
+ALLOWED_MODULES = {"math", "re", "collections", "itertools", "functools", "heapq", "bisect", "string", "typing"}
 
 
 def _ns_for(problem: Problem) -> dict:
@@ -59,10 +58,8 @@ def test_sample_shape():
 @pytest.mark.parametrize("problem", SAMPLE, ids=lambda p: p.id)
 def test_sample_doctest_examples_match_reference(problem):
     # parse the docstring (not the raw prompt, whose closing quotes would join `want`)
-    examples = doctest.DocTestParser().get_examples(
-        prompt_docstring(problem.prompt, problem.entry_point))
-    assert [(e.source, e.want) for e in doctest_examples(problem)] == [
-        (e.source, e.want) for e in examples]
+    examples = doctest.DocTestParser().get_examples(prompt_docstring(problem.prompt, problem.entry_point))
+    assert [(e.source, e.want) for e in doctest_examples(problem)] == [(e.source, e.want) for e in examples]
     assert 2 <= len(examples) <= 3, problem.id
     ns = _ns_for(problem)
     for ex in examples:
@@ -95,7 +92,7 @@ def test_sample_is_sandbox_friendly(problem):
         if isinstance(node, ast.AugAssign):
             assert isinstance(node.target, ast.Name)
     # body length: keep reference solutions short
-    body = problem.reference_solution[len(problem.prompt):]
+    body = problem.reference_solution[len(problem.prompt) :]
     assert 1 <= len([ln for ln in body.splitlines() if ln.strip()]) <= 12
     try:
         from RestrictedPython import compile_restricted_exec
@@ -129,8 +126,7 @@ def test_humaneval_loads():
     assert {p.difficulty for p in he} == {"easy", "medium", "hard"}
     # doctest extraction never raises (many HumanEval prompts use ">>>" examples)
     assert sum(bool(doctest_examples(p)) for p in he) > 50
-    assert len(load_problems("humaneval", difficulties=["easy"])) == sum(
-        p.difficulty == "easy" for p in he)
+    assert len(load_problems("humaneval", difficulties=["easy"])) == sum(p.difficulty == "easy" for p in he)
 
 
 def test_humaneval_reference_passes_check():
@@ -153,7 +149,7 @@ OURS = {
     "prompt": 'def add(a: int, b: int) -> int:\n    """Add.\n    >>> add(1, 2)\n    3\n    """\n',
     "entry_point": "add",
     "tests": "def check(candidate):\n    assert candidate(1, 2) == 3\n",
-    "reference_solution": 'def add(a: int, b: int) -> int:\n    return a + b\n',
+    "reference_solution": "def add(a: int, b: int) -> int:\n    return a + b\n",
     "category": "math",
     "difficulty": "easy",
 }
@@ -167,7 +163,7 @@ HE_STYLE = {
 
 
 def _write_jsonl(path, lines):
-    path.write_text("\n".join(l if isinstance(l, str) else json.dumps(l) for l in lines) + "\n")
+    path.write_text("\n".join(line if isinstance(line, str) else json.dumps(line) for line in lines) + "\n")
     return path
 
 
@@ -238,8 +234,9 @@ def test_error_entry_point_not_identifier(tmp_path):
 
 
 def test_error_tests_without_check(tmp_path):
-    msg = _error(tmp_path, "t.jsonl",
-                 _lines(_with(id="a"), _with(id="b", tests="def test(c):\n    assert c(1, 2) == 3\n")))
+    msg = _error(
+        tmp_path, "t.jsonl", _lines(_with(id="a"), _with(id="b", tests="def test(c):\n    assert c(1, 2) == 3\n"))
+    )
     assert "t.jsonl:2:" in msg and "field 'tests'" in msg and "check" in msg
 
 
@@ -251,8 +248,9 @@ def test_error_tests_syntax(tmp_path):
 def test_error_solution_syntax_and_prompt_syntax(tmp_path):
     msg = _error(tmp_path, "r.jsonl", _lines(_with(reference_solution="def add(a, b)\n  return 1\n")))
     assert "r.jsonl:1:" in msg and "field 'reference_solution'" in msg
-    msg = _error(tmp_path, "c.jsonl", _lines({k: v for k, v in HE_STYLE.items()} | {
-        "canonical_solution": "    return (\n"}))
+    msg = _error(
+        tmp_path, "c.jsonl", _lines({k: v for k, v in HE_STYLE.items()} | {"canonical_solution": "    return (\n"})
+    )
     assert "c.jsonl:1:" in msg and "field 'canonical_solution'" in msg
     msg = _error(tmp_path, "pr.jsonl", _lines(_with(prompt="def add(a, b:\n")))
     assert "pr.jsonl:1:" in msg and "field 'prompt'" in msg
@@ -326,8 +324,9 @@ def test_load_problems_listconfig_and_errors():
     from omegaconf import OmegaConf
 
     cfg = OmegaConf.create({"categories": ["lists", "dicts"], "difficulties": ["easy", "hard"]})
-    probs = load_problems("sample", categories=cfg.categories, difficulties=cfg.difficulties,
-                          limit=10, shuffle=True, seed=3)
+    probs = load_problems(
+        "sample", categories=cfg.categories, difficulties=cfg.difficulties, limit=10, shuffle=True, seed=3
+    )
     assert probs and all(p.category in {"lists", "dicts"} for p in probs)
     with pytest.raises(ValueError):
         load_problems("file")
@@ -339,8 +338,9 @@ def test_load_problems_hydra_instantiate():
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    cfg = OmegaConf.create({"_target_": "deepcoder.problems.load_problems", "source": "sample",
-                            "difficulties": ["hard"], "limit": 2})
+    cfg = OmegaConf.create(
+        {"_target_": "deepcoder.problems.load_problems", "source": "sample", "difficulties": ["hard"], "limit": 2}
+    )
     probs = instantiate(cfg)
     assert len(probs) == 2 and all(p.difficulty == "hard" for p in probs)
 

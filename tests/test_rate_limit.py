@@ -29,9 +29,20 @@ def limiter(**kwargs) -> tuple[RateLimiter, FakeClock]:
     return RateLimiter(clock=clock, sleep=clock.sleep, **kwargs), clock
 
 
-@pytest.mark.parametrize("text,seconds", [("7.66s", 7.66), ("2m59.56s", 179.56), ("1h0m0s", 3600.0),
-                                          ("20ms", 0.02), ("1.5", 1.5), ("120", 120.0), (None, None),
-                                          ("soon", None), ("5s later", None)])
+@pytest.mark.parametrize(
+    "text,seconds",
+    [
+        ("7.66s", 7.66),
+        ("2m59.56s", 179.56),
+        ("1h0m0s", 3600.0),
+        ("20ms", 0.02),
+        ("1.5", 1.5),
+        ("120", 120.0),
+        (None, None),
+        ("soon", None),
+        ("5s later", None),
+    ],
+)
 def test_parse_duration_reads_groq_and_openai_reset_values(text, seconds):
     assert parse_duration(text) == (pytest.approx(seconds) if seconds is not None else None)
 
@@ -75,8 +86,11 @@ def test_headers_set_capacity_and_rate_and_discount_later_requests():
     first = limit.acquire(400)
     second = limit.acquire(300)  # sent after the first, before its answer arrived
     # the server counted the first request: 600 of 1000 left, full again in 8 s → 50 tokens/s
-    limit.settle(first, 400, {"x-ratelimit-limit-tokens": "1000", "x-ratelimit-remaining-tokens": "600",
-                              "x-ratelimit-reset-tokens": "8s"})
+    limit.settle(
+        first,
+        400,
+        {"x-ratelimit-limit-tokens": "1000", "x-ratelimit-remaining-tokens": "600", "x-ratelimit-reset-tokens": "8s"},
+    )
     bucket = limit.buckets["tokens"]
     assert bucket.capacity == 1000 and bucket.rate == pytest.approx(50.0)
     assert bucket.level == pytest.approx(600 - 300)  # the second request is not in that header yet
@@ -87,9 +101,15 @@ def test_headers_set_capacity_and_rate_and_discount_later_requests():
 
 def test_a_per_day_request_header_gives_a_per_day_rate():
     limit, _ = limiter()
-    limit.settle(limit.acquire(1), 1, {"x-ratelimit-limit-requests": "14400",
-                                       "x-ratelimit-remaining-requests": "14399",
-                                       "x-ratelimit-reset-requests": "6s"})
+    limit.settle(
+        limit.acquire(1),
+        1,
+        {
+            "x-ratelimit-limit-requests": "14400",
+            "x-ratelimit-remaining-requests": "14399",
+            "x-ratelimit-reset-requests": "6s",
+        },
+    )
     assert limit.buckets["requests"].rate == pytest.approx(1 / 6)
 
 

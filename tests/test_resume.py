@@ -19,8 +19,8 @@ from transformers import AutoModelForCausalLM
 from deepcoder.run.generate import generate
 from deepcoder.run.train import train
 
-from conftest import ROOT, compose_config as config
-
+from conftest import ROOT
+from conftest import compose_config as config
 
 
 @pytest.fixture(scope="module")
@@ -36,9 +36,18 @@ DROPOUT = "model.lora={r:4,alpha:8,dropout:0.3}"
 def overrides(trajectories: Path, out: Path, *extra: str) -> list[str]:
     # 4 examples in batches of 1: epochs of 4 steps, checkpoints every 2, so the first one is mid-epoch
     # and the resumed run crosses an epoch boundary.
-    return [f"data.trajectories={trajectories}", "data.val_fraction=0", "data.batch_size=1", "data.max_length=256",
-            "trainer.max_steps=6", "trainer.log_every_n_steps=1", "+callbacks.model_checkpoint.every_n_train_steps=2",
-            "scheduler.num_warmup_steps=2", f"output_dir={out}", *extra]
+    return [
+        f"data.trajectories={trajectories}",
+        "data.val_fraction=0",
+        "data.batch_size=1",
+        "data.max_length=256",
+        "trainer.max_steps=6",
+        "trainer.log_every_n_steps=1",
+        "+callbacks.model_checkpoint.every_n_train_steps=2",
+        "scheduler.num_warmup_steps=2",
+        f"output_dir={out}",
+        *extra,
+    ]
 
 
 def train_losses(out: Path) -> dict[int, float]:
@@ -50,9 +59,13 @@ def train_losses(out: Path) -> dict[int, float]:
 
 def kill_after_first_checkpoint(trajectories: Path, out: Path, *extra: str) -> None:
     """Start ``python train.py`` and SIGKILL it as soon as ``last.ckpt`` exists (written atomically)."""
-    process = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *overrides(trajectories, out, *extra)],
-                               cwd=ROOT,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), *overrides(trajectories, out, *extra)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     last = out / "checkpoints" / "last.ckpt"
     deadline = time.monotonic() + 300
     while not last.exists():

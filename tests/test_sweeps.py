@@ -12,10 +12,10 @@ import yaml
 
 from deepcoder.run.generate import generate
 
-from conftest import ROOT, compose_config as config
+from conftest import ROOT
+from conftest import compose_config as config
 
 SEARCHED = {"loss.reason": (0.05, 1.0), "loss.action": (0.5, 2.0), "optimizer.lr": (1e-4, 1e-2)}
-
 
 
 @pytest.fixture(scope="module")
@@ -34,10 +34,24 @@ def searched_value(job_config: dict, key: str) -> float:
 
 def test_two_trial_optuna_search_minimises_the_validation_loss(trajectories, tmp_path):
     result = subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), "-m", "hparams_search=optuna", "hydra.sweeper.n_trials=2",
-         "debug=fast", "data.val_fraction=0.5", "data.batch_size=2", "data.max_length=256",
-         f"data.trajectories={trajectories}", f"paths.output_root={tmp_path}"],
-        capture_output=True, text=True, cwd=ROOT, timeout=600)
+        [
+            sys.executable,
+            str(ROOT / "train.py"),
+            "-m",
+            "hparams_search=optuna",
+            "hydra.sweeper.n_trials=2",
+            "debug=fast",
+            "data.val_fraction=0.5",
+            "data.batch_size=2",
+            "data.max_length=256",
+            f"data.trajectories={trajectories}",
+            f"paths.output_root={tmp_path}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = sorted(tmp_path.glob("multirun/train/*/*/metrics.json"))
     assert len(jobs) == 2
@@ -68,4 +82,3 @@ def test_comparison_overlay_sweeps_the_three_losses_on_one_setup():
     assert losses == ["sft", "sad", "sad_kd"]
     for loss in losses:  # every compared loss exists and composes with the overlay
         assert config("train", "experiment=sad_vs_sft", f"loss={loss}", "data.trajectories=x.jsonl").loss.name == loss
-

@@ -9,24 +9,24 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
+from test_kd import capture_logs, validate
 
 from deepcoder.agent.factory import build_agent
 from deepcoder.data.datamodule import TrajectoryDataModule, collate
 from deepcoder.data.packing import collate_packed
+from deepcoder.losses import SpanLoss, TopKLogprobs
+from deepcoder.models.tiny import TinyModel
+from deepcoder.policies.openai_compat import OpenAITeacher
+from deepcoder.problems import load_sample
 from deepcoder.spans.render import render_trajectory
 from deepcoder.spans.strategies import StructuredSpans
 from deepcoder.spans.token_map import TokenMap
-from deepcoder.training.distill_teacher import build_teacher
-from deepcoder.losses import SpanLoss, TopKLogprobs
-from deepcoder.models.tiny import TinyModel
-from deepcoder.training.module import DistillationModule
-from deepcoder.problems import load_sample
-from deepcoder.policies.openai_compat import OpenAITeacher
 from deepcoder.testing.chat_server import DEFAULT_TURNS, ChatServer, Reply, turn_script
 from deepcoder.testing.served_logprobs import ServedLogprobs
+from deepcoder.training.distill_teacher import build_teacher
+from deepcoder.training.module import DistillationModule
 
 from conftest import compose_config
-from test_kd import capture_logs, validate
 
 K = 5
 REASONING = "I should try the tool first. Ünïcode 🙂 too."
@@ -66,20 +66,23 @@ def test_token_map_reads_text_token_ids_and_bytes(tiny_tokenizer):
     smile = tiny_tokenizer.encode("🙂", add_special_tokens=False)
     assert len(smile) > 1 and tiny_tokenizer.decode(smile[:1]) == "\ufffd"  # a part of a character
     assert token_map.id_of("\ufffd") is None
-    first_bytes = "🙂".encode()[:len(tiny_tokenizer.convert_ids_to_tokens(smile[0]))]
+    first_bytes = "🙂".encode()[: len(tiny_tokenizer.convert_ids_to_tokens(smile[0]))]
     assert token_map.id_of(f"bytes:{first_bytes.hex()}") == smile[0]
     assert token_map.id_of(f"token_id:{len(tiny_tokenizer)}") is None
     assert token_map.id_of(" not one token at all") is None
 
 
-@pytest.mark.parametrize("replies,served,uncovered", [
-    (PLAIN, {}, ""),
-    (THINKING, {}, "<think>\n"),  # vLLM: logprobs cover the reasoning; the template wrote <think>
-    (THINKING, {"reasoning_logprobs": False}, f"<think>\n{REASONING}\n</think>\n\n"),
-    (THINKING, {"as_token_ids": True}, "<think>\n"),
-], ids=["plain", "reasoning_scored", "reasoning_hidden", "token_ids"])
-def test_stored_top_k_aligns_with_the_rendered_tokens_and_is_the_models_own(agent, teacher, replies, served,
-                                                                           uncovered):
+@pytest.mark.parametrize(
+    "replies,served,uncovered",
+    [
+        (PLAIN, {}, ""),
+        (THINKING, {}, "<think>\n"),  # vLLM: logprobs cover the reasoning; the template wrote <think>
+        (THINKING, {"reasoning_logprobs": False}, f"<think>\n{REASONING}\n</think>\n\n"),
+        (THINKING, {"as_token_ids": True}, "<think>\n"),
+    ],
+    ids=["plain", "reasoning_scored", "reasoning_hidden", "token_ids"],
+)
+def test_stored_top_k_aligns_with_the_rendered_tokens_and_is_the_models_own(agent, teacher, replies, served, uncovered):
     model, tokenizer = teacher
     record = served_records(agent, model, tokenizer, replies, **served)[0]
     tokens = [token for step in record["steps"] for token, _ in step["logprobs"][0]["top"]]
@@ -114,11 +117,21 @@ def test_logprobs_of_another_tokenizer_are_refused_naming_the_cause(agent, tmp_p
     foreign = TinyModel(vocab_size=1024, num_layers=1, hidden_size=64, intermediate_size=128)
     model, tokenizer = foreign.load(seed=1)
     path = write(tmp_path / "foreign.jsonl", served_records(agent, model, tokenizer, PLAIN, n=2))
-    module = TrajectoryDataModule(str(path), tiny_tokenizer, StructuredSpans(), only_passed=False, val_fraction=0,
-                                  cache=False, teacher_logprobs=True)
-    with pytest.raises(ValueError, match=rf"{path}: the stored logprobs do not match the student's tokenizer: "
-                                         r"\d+\.\d% of \d+ tokens align.*e\.g\. trajectory .* the teacher has \[.*\] "
-                                         r"where the student has \["):
+    module = TrajectoryDataModule(
+        str(path),
+        tiny_tokenizer,
+        StructuredSpans(),
+        only_passed=False,
+        val_fraction=0,
+        cache=False,
+        teacher_logprobs=True,
+    )
+    with pytest.raises(
+        ValueError,
+        match=rf"{path}: the stored logprobs do not match the student's tokenizer: "
+        r"\d+\.\d% of \d+ tokens align.*e\.g\. trajectory .* the teacher has \[.*\] "
+        r"where the student has \[",
+    ):
         module.setup("fit")
 
 
@@ -127,8 +140,9 @@ def test_malformed_stored_logprobs_are_refused_naming_file_line_and_field(agent,
     records = served_records(agent, model, tokenizer, PLAIN, n=2)
     del records[1]["steps"][0]["logprobs"][3]["token"]
     path = write(tmp_path / "bad.jsonl", records)
-    module = TrajectoryDataModule(str(path), tiny_tokenizer, StructuredSpans(), only_passed=False, cache=False,
-                                  teacher_logprobs=True)
+    module = TrajectoryDataModule(
+        str(path), tiny_tokenizer, StructuredSpans(), only_passed=False, cache=False, teacher_logprobs=True
+    )
     with pytest.raises(ValueError, match=rf"{path}:2: field 'steps.0.logprobs.3.token': Field required"):
         module.setup("fit")
 
@@ -137,8 +151,9 @@ def test_trajectories_without_logprobs_are_refused_by_the_data_module(tmp_path, 
     from test_render import make_record
 
     path = write(tmp_path / "plain.jsonl", [{**make_record(), "passed": True}])
-    module = TrajectoryDataModule(str(path), tiny_tokenizer, StructuredSpans(), val_fraction=0, cache=False,
-                                  teacher_logprobs=True)
+    module = TrajectoryDataModule(
+        str(path), tiny_tokenizer, StructuredSpans(), val_fraction=0, cache=False, teacher_logprobs=True
+    )
     with pytest.raises(ValueError, match="no step carries top-k logprobs"):
         module.setup("fit")
 
@@ -152,8 +167,16 @@ def stored(agent, teacher, tmp_path_factory):
 
 
 def data_module(path, tokenizer, **kwargs):
-    module = TrajectoryDataModule(str(path), tokenizer, StructuredSpans(), only_passed=False, val_fraction=0,
-                                  batch_size=3, teacher_logprobs=True, **kwargs)
+    module = TrajectoryDataModule(
+        str(path),
+        tokenizer,
+        StructuredSpans(),
+        only_passed=False,
+        val_fraction=0,
+        batch_size=3,
+        teacher_logprobs=True,
+        **kwargs,
+    )
     module.setup("fit")
     return module
 
@@ -178,14 +201,16 @@ def test_batches_carry_the_top_k_padded_or_packed_and_the_cache_keeps_them(store
         assert torch.equal(packed["teacher_logprobs"][0, positions + offset, :k], example.teacher.logprobs)
         empty = torch.ones(len(example), dtype=torch.bool)
         empty[positions] = False
-        assert (padded["teacher_logprobs"][b, :len(example)][empty] == float("-inf")).all()
+        assert (padded["teacher_logprobs"][b, : len(example)][empty] == float("-inf")).all()
         offset += len(example)
     stats = module.stats()["teacher_logprobs"]
     assert stats["aligned_share"] == 1.0 and 0.5 < stats["train_coverage"] < 1.0  # the reasoning has none
     cut = max(int(e.teacher.positions[5]) for e in examples) + 1  # inside every first assistant turn
     truncated = data_module(stored, tokenizer, max_length=cut, cache=False).train_set
-    assert all(len(e) == cut and 5 < len(e.teacher.positions) < len(full.teacher.positions)
-               and e.teacher.positions.max() < cut for e, full in zip(truncated, examples))
+    assert all(
+        len(e) == cut and 5 < len(e.teacher.positions) < len(full.teacher.positions) and e.teacher.positions.max() < cut
+        for e, full in zip(truncated, examples)
+    )
     assert collate(truncated, tokenizer.pad_token_id)["teacher_ids"].shape[:2] == (3, cut)
 
 
@@ -232,13 +257,31 @@ def test_train_with_kd_on_an_openai_teachers_stored_logprobs(tmp_path):
     student_spec = TinyModel()  # the train config's model=tiny: same tokenizer, other weights
     model, tokenizer = student_spec.load(seed=7)
     with ChatServer(turn_script(THINKING), logprobs=ServedLogprobs(model, tokenizer)) as chat:
-        generate(compose_config("generate", "teacher=openai", f"teacher.base_url={chat.openai_url}",
-                                "teacher.model=test-model", f"teacher.top_logprobs={K}", "problems.limit=3",
-                                f"output_dir={tmp_path / 'gen'}"))
-    metrics = train(compose_config("train", "loss=sad_kd", "loss.ce_weight=0.2", "debug=fast", "data.batch_size=2",
-                                   "data.val_fraction=0", "data.only_passed=false", "data.packing=true",
-                                   f"data.trajectories={tmp_path / 'gen' / 'trajectories.jsonl'}",
-                                   f"output_dir={tmp_path / 'train'}"))
+        generate(
+            compose_config(
+                "generate",
+                "teacher=openai",
+                f"teacher.base_url={chat.openai_url}",
+                "teacher.model=test-model",
+                f"teacher.top_logprobs={K}",
+                "problems.limit=3",
+                f"output_dir={tmp_path / 'gen'}",
+            )
+        )
+    metrics = train(
+        compose_config(
+            "train",
+            "loss=sad_kd",
+            "loss.ce_weight=0.2",
+            "debug=fast",
+            "data.batch_size=2",
+            "data.val_fraction=0",
+            "data.only_passed=false",
+            "data.packing=true",
+            f"data.trajectories={tmp_path / 'gen' / 'trajectories.jsonl'}",
+            f"output_dir={tmp_path / 'train'}",
+        )
+    )
     assert metrics["loss"] == "sad_kd" and metrics["steps"] == 3
     assert metrics["teacher_logprobs"]["aligned_share"] == 1.0
     assert 0.5 < metrics["end"]["train/teacher_coverage"] < 1.0

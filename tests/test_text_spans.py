@@ -11,9 +11,8 @@ import string
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from deepcoder.core.names import IGNORE_INDEX, SPAN_INDEX, SPAN_NAMES
 from deepcoder.spans.render import render_trajectory
-from deepcoder.core.names import IGNORE_INDEX
-from deepcoder.core.names import SPAN_INDEX, SPAN_NAMES
 from deepcoder.spans.text_spans import ReactSpans, ThinkSpans
 
 PROSE = st.text(string.ascii_letters + string.digits + " .,!?'\"()-_é中😀", min_size=1, max_size=25)
@@ -41,9 +40,14 @@ def react_turn(draw, final: bool) -> list[tuple[str, str]]:
 def think_turn(draw, final: bool) -> list[tuple[str, str]]:
     """Think blocks, prose and fenced code in any order, then a Final Answer on the last turn."""
     kinds = draw(st.lists(st.sampled_from(["think", "prose", "code"]), min_size=1, max_size=4))
-    parts = [{"think": lambda: (f"<think>\n{draw(LINES)}\n</think>\n\n", "reason"),
-              "prose": lambda: (f"{draw(LINES)}\n", "reason"),
-              "code": lambda: (f"{draw(CODE_BLOCK)}\n", "action")}[kind]() for kind in kinds]
+    parts = [
+        {
+            "think": lambda: (f"<think>\n{draw(LINES)}\n</think>\n\n", "reason"),
+            "prose": lambda: (f"{draw(LINES)}\n", "reason"),
+            "code": lambda: (f"{draw(CODE_BLOCK)}\n", "action"),
+        }[kind]()
+        for kind in kinds
+    ]
     return parts + [(f"Final Answer:\n{draw(CODE_BLOCK)}", "answer")] if final else parts
 
 
@@ -77,8 +81,9 @@ def check(tokenizer, record, turns, strategy, merge_answer):
     assistant = [m["content"] for m in record["messages"] if m["role"] == "assistant"]
     for i, (content, parts) in enumerate(zip(assistant, turns)):
         segments = strategy.assistant_segments(record, i, content)
-        assert [(s.start, s.end) for s in segments] == list(zip([0] + [s.end for s in segments[:-1]],
-                                                                [s.end for s in segments]))
+        assert [(s.start, s.end) for s in segments] == list(
+            zip([0] + [s.end for s in segments[:-1]], [s.end for s in segments])
+        )
         assert segments[-1].end == len(content)
         assert [(s.start, s.end, s.label) for s in segments] == expected_segments(parts, merge_answer)
 
@@ -90,8 +95,9 @@ def check(tokenizer, record, turns, strategy, merge_answer):
             expected["action" if merge_answer and label == "answer" else label] += text
         last = expected_segments(parts, merge_answer)[-1][2]
         expected[last] += eos
-    expected["observation"] = "".join(m["content"] for m in record["messages"][2:]
-                                      if m["role"] == "user" and m["content"].startswith("Observation:"))
+    expected["observation"] = "".join(
+        m["content"] for m in record["messages"][2:] if m["role"] == "user" and m["content"].startswith("Observation:")
+    )
     for span in ("reason", "action", "answer", "observation"):
         ids = [t for t, s in zip(example.input_ids, example.span_ids) if s == SPAN_INDEX[span]]
         assert tokenizer.decode(ids) == expected[span], span
@@ -118,9 +124,14 @@ def test_think_spans_recover_the_transcript(tiny_tokenizer, data, merge_answer):
 
 def test_react_observation_inside_an_assistant_message_is_not_trained():
     content = "Thought: a\nAction: search[x]\nObservation: y\nThought: b\nAction: finish[z]"
-    labels = [(content[s.start:s.end], s.label) for s in ReactSpans().assistant_segments({}, 0, content)]
-    assert labels == [("Thought: a\n", "reason"), ("Action: search[x]\n", "action"),
-                      ("Observation: y\n", "observation"), ("Thought: b\n", "reason"), ("Action: finish[z]", "action")]
+    labels = [(content[s.start : s.end], s.label) for s in ReactSpans().assistant_segments({}, 0, content)]
+    assert labels == [
+        ("Thought: a\n", "reason"),
+        ("Action: search[x]\n", "action"),
+        ("Observation: y\n", "observation"),
+        ("Thought: b\n", "reason"),
+        ("Action: finish[z]", "action"),
+    ]
 
 
 def test_react_patterns_are_configurable():

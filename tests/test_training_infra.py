@@ -36,8 +36,17 @@ def trajectories(tmp_path_factory):
 
 
 def tiny_run(trajectories, out, *overrides: str) -> dict:
-    return train(config(f"data.trajectories={trajectories}", "debug=fast", "data.val_fraction=0", "data.batch_size=2",
-                        "data.max_length=256", f"output_dir={out}", *overrides))
+    return train(
+        config(
+            f"data.trajectories={trajectories}",
+            "debug=fast",
+            "data.val_fraction=0",
+            "data.batch_size=2",
+            "data.max_length=256",
+            f"output_dir={out}",
+            *overrides,
+        )
+    )
 
 
 def test_one_bf16_mixed_step_runs_on_cpu(trajectories, tmp_path):
@@ -79,8 +88,15 @@ def test_lora_adapter_is_merged_into_a_plain_checkpoint(tmp_path, tiny_tokenizer
 
 
 def test_lora_training_moves_only_the_adapted_layers(trajectories, tmp_path):
-    tiny_run(trajectories, tmp_path, "model.lora={r:4,alpha:16,dropout:0.0}", "model.gradient_checkpointing=true",
-             "trainer.max_steps=2", "optimizer.lr=0.05", "scheduler.num_warmup_steps=0")
+    tiny_run(
+        trajectories,
+        tmp_path,
+        "model.lora={r:4,alpha:16,dropout:0.0}",
+        "model.gradient_checkpointing=true",
+        "trainer.max_steps=2",
+        "optimizer.lr=0.05",
+        "scheduler.num_warmup_steps=0",
+    )
     initial = TinyModel().load(seed=0)[0].state_dict()
     trained = AutoModelForCausalLM.from_pretrained(tmp_path / "student").state_dict()
     assert trained.keys() == initial.keys()
@@ -99,15 +115,30 @@ def test_lora_option_errors_name_the_field():
 
 
 def test_early_stopping_on_val_loss_ends_a_run_that_does_not_improve(trajectories, tmp_path):
-    metrics = tiny_run(trajectories, tmp_path, "callbacks=early_stopping", "callbacks.early_stopping.patience=1",
-                       "data.val_fraction=0.5", "data.batch_size=1", "optimizer.lr=0.0", "trainer.max_steps=40")
+    metrics = tiny_run(
+        trajectories,
+        tmp_path,
+        "callbacks=early_stopping",
+        "callbacks.early_stopping.patience=1",
+        "data.val_fraction=0.5",
+        "data.batch_size=1",
+        "optimizer.lr=0.0",
+        "trainer.max_steps=40",
+    )
     # lr 0: val/loss never improves, so training stops after 1 + patience validations (epochs of 2 steps)
     assert metrics["steps"] == 4 and "val/loss" in metrics["final"]
 
 
 def test_warmup_cosine_schedule_is_what_the_lr_monitor_logs(trajectories, tmp_path):
-    tiny_run(trajectories, tmp_path, "callbacks=default", "logger=csv", "trainer.max_steps=6",
-             "scheduler.num_warmup_steps=2", "optimizer.lr=0.01")
+    tiny_run(
+        trajectories,
+        tmp_path,
+        "callbacks=default",
+        "logger=csv",
+        "trainer.max_steps=6",
+        "scheduler.num_warmup_steps=2",
+        "optimizer.lr=0.01",
+    )
     rows = list(csv.DictReader(next((tmp_path / "csv").rglob("metrics.csv")).open()))
     logged = [float(row["lr-AdamW"]) for row in rows if row.get("lr-AdamW")]
     expected = [0.01 * (s / 2 if s < 2 else 0.5 * (1 + math.cos(math.pi * (s - 2) / 4))) for s in range(6)]
@@ -121,8 +152,10 @@ def test_objective_is_the_named_metric_or_a_clear_error():
         objective(metrics, "val/acc_action")
 
 
-@pytest.mark.parametrize("trainer,strategy", [("gpu", None), ("ddp", "ddp"), ("cpu_ddp", "ddp"),
-                                              ("fsdp", "FSDPStrategy"), ("deepspeed", "DeepSpeedStrategy")])
+@pytest.mark.parametrize(
+    "trainer,strategy",
+    [("gpu", None), ("ddp", "ddp"), ("cpu_ddp", "ddp"), ("fsdp", "FSDPStrategy"), ("deepspeed", "DeepSpeedStrategy")],
+)
 def test_scale_out_trainer_configs_compose(trainer, strategy):
     cfg = config(f"trainer={trainer}", "data.trajectories=x.jsonl").trainer
     node = cfg.get("strategy")
@@ -141,8 +174,15 @@ def test_fsdp_wraps_each_qwen2_decoder_layer():
 
 
 def test_slurm_launcher_composes_with_the_trainer_geometry():
-    cfg = config("hydra/launcher=slurm", "hydra.launcher.partition=a100", "trainer=ddp", "trainer.num_nodes=4",
-                 "hydra.launcher.gpus_per_node=4", "data.trajectories=x.jsonl", hydra=True)
+    cfg = config(
+        "hydra/launcher=slurm",
+        "hydra.launcher.partition=a100",
+        "trainer=ddp",
+        "trainer.num_nodes=4",
+        "hydra.launcher.gpus_per_node=4",
+        "data.trajectories=x.jsonl",
+        hydra=True,
+    )
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("submitit_launcher.SlurmLauncher") and launcher.partition == "a100"
     assert launcher.nodes == 4 and launcher.tasks_per_node == 4 and launcher.timeout_min == 1440
@@ -152,10 +192,21 @@ def test_slurm_launcher_composes_with_the_trainer_geometry():
 def test_two_process_cpu_ddp_equals_one_process_accumulating_the_same_batches(trajectories, tmp_path):
     """Real gloo DDP, 2 ranks × batch 1, against 1 process × batch 1 × accumulation 2: the same steps,
     weights and validation metrics (each rank validates its half; sums and counts are added up)."""
-    common = [f"data.trajectories={trajectories}", "debug=fast", "data.val_fraction=0.5", "data.batch_size=1",
-              "data.max_length=256", "trainer.max_steps=2"]
-    result = subprocess.run([sys.executable, str(ROOT / "train.py"), "trainer=cpu_ddp", *common,
-                             f"output_dir={tmp_path / 'ddp'}"], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    common = [
+        f"data.trajectories={trajectories}",
+        "debug=fast",
+        "data.val_fraction=0.5",
+        "data.batch_size=1",
+        "data.max_length=256",
+        "trainer.max_steps=2",
+    ]
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), "trainer=cpu_ddp", *common, f"output_dir={tmp_path / 'ddp'}"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Starting with 2 processes" in result.stdout + result.stderr
     single = train(config(*common, "+trainer.accumulate_grad_batches=2", f"output_dir={tmp_path / 'one'}"))

@@ -10,9 +10,9 @@ import sys
 
 from hydra import compose, initialize_config_dir
 
-from deepcoder.training.callbacks import previous_wandb_run, wandb_logger
 from deepcoder.run.generate import generate
 from deepcoder.spans.view import COLOURS
+from deepcoder.training.callbacks import previous_wandb_run, wandb_logger
 
 from conftest import ROOT
 
@@ -21,14 +21,37 @@ def test_each_multirun_job_is_its_own_offline_run_in_one_group(tmp_path):
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
         generate(compose("generate", ["problems.limit=3", f"output_dir={tmp_path / 'gen'}"]))
     wandb_home = tmp_path / "wandb-home"  # W&B's own config, cache and artifact staging stay in the test
-    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_CONFIG_DIR": str(wandb_home),
-           "WANDB_CACHE_DIR": str(wandb_home), "WANDB_DATA_DIR": str(wandb_home)}
+    env = {
+        **os.environ,
+        "WANDB_MODE": "offline",
+        "WANDB_SILENT": "true",
+        "WANDB_CONFIG_DIR": str(wandb_home),
+        "WANDB_CACHE_DIR": str(wandb_home),
+        "WANDB_DATA_DIR": str(wandb_home),
+    }
     env.pop("WANDB_API_KEY", None)
     result = subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), "-m", "loss=sft,sad", "logger=wandb", "debug=fast", "callbacks=default",
-         "trainer.max_steps=2", "data.batch_size=2", "data.max_length=256", "data.val_fraction=0",
-         f"data.trajectories={tmp_path / 'gen' / 'trajectories.jsonl'}", f"paths.output_root={tmp_path / 'out'}"],
-        capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+        [
+            sys.executable,
+            str(ROOT / "train.py"),
+            "-m",
+            "loss=sft,sad",
+            "logger=wandb",
+            "debug=fast",
+            "callbacks=default",
+            "trainer.max_steps=2",
+            "data.batch_size=2",
+            "data.max_length=256",
+            "data.val_fraction=0",
+            f"data.trajectories={tmp_path / 'gen' / 'trajectories.jsonl'}",
+            f"paths.output_root={tmp_path / 'out'}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     sweep = next((tmp_path / "out" / "multirun" / "train").iterdir())
     group = f"train:{sweep}".encode()

@@ -9,15 +9,14 @@ import pytest
 import torch
 from lightning.fabric.utilities.data import _set_sampler_epoch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from test_render import make_record
 
 from deepcoder.data.datamodule import TrajectoryDataModule
-from deepcoder.spans.strategies import StructuredSpans
 from deepcoder.data.windows import WindowBatchSampler
 from deepcoder.losses import SpanLoss
 from deepcoder.models.tiny import TinyModel
+from deepcoder.spans.strategies import StructuredSpans
 from deepcoder.training.module import DistillationModule
-
-from test_render import make_record
 
 COUNTS = [3, 5, 2, 8, 1, 9, 4, 7, 6, 10, 11]  # supervised tokens per row; distinct, so windows are identifiable
 LENGTHS = [30, 12, 50, 8, 41, 22, 19, 60, 5, 33, 27]
@@ -29,7 +28,7 @@ def trajectories(tmp_path):
     path = tmp_path / "trajectories.jsonl"
     records = []
     for i in range(10):
-        record = make_record(observation=str(10 ** i))
+        record = make_record(observation=str(10**i))
         record.update(trajectory_id=f"t{i}", problem_id=f"p{i}", passed=True, error=None)
         records.append(json.dumps(record))
     path.write_text("\n".join(records) + "\n")
@@ -45,7 +44,7 @@ def test_every_batch_carries_its_windows_token_count():
     batches = rank_batches(sampler)
     assert len(batches) == len(sampler) == 6 and sorted(i for b in batches for i, _ in b) == list(range(11))
     for start in range(0, 6, 2):
-        window = batches[start:start + 2]
+        window = batches[start : start + 2]
         assert {t for b in window for _, t in b} == {sum(COUNTS[i] for b in window for i, _ in b)}
 
 
@@ -55,8 +54,9 @@ def test_k_accumulated_batches_hold_the_same_examples_as_one_big_batch(group_by_
     small = WindowBatchSampler(COUNTS, batch_size=2, accumulate=2, lengths=LENGTHS, group_by_length=group_by_length)
     for epoch in (0, 1):
         big.set_epoch(epoch), small.set_epoch(epoch)
-        assert [sorted(i for b in w for i in b) for w in big.plan(epoch)] == \
-            [sorted(i for b in w for i in b) for w in small.plan(epoch)]
+        assert [sorted(i for b in w for i in b) for w in big.plan(epoch)] == [
+            sorted(i for b in w for i in b) for w in small.plan(epoch)
+        ]
     assert big.plan(0) != big.plan(1)
 
 
@@ -76,8 +76,9 @@ def test_grouping_by_length_cuts_padding_and_keeps_the_short_window_last():
 
 def test_ranks_share_each_window_and_count_its_tokens_globally():
     world = 2
-    samplers = [WindowBatchSampler(COUNTS, batch_size=2, accumulate=2, world_size=world, rank=r, seed=3)
-                for r in range(world)]
+    samplers = [
+        WindowBatchSampler(COUNTS, batch_size=2, accumulate=2, world_size=world, rank=r, seed=3) for r in range(world)
+    ]
     plan = samplers[0].plan(0)
     assert [len(w) for w in plan] == [4, 2]  # 6 batches → 2 windows of 2 per rank (last: 1 per rank)
     per_rank = [rank_batches(s) for s in samplers]
@@ -96,8 +97,9 @@ def test_ranks_share_each_window_and_count_its_tokens_globally():
 
 def test_loader_resumes_the_identical_batch_sequence(trajectories, tiny_tokenizer):
     def loader():
-        module = TrajectoryDataModule(str(trajectories), tiny_tokenizer, StructuredSpans(), val_fraction=0.0,
-                                      batch_size=3, cache=False)
+        module = TrajectoryDataModule(
+            str(trajectories), tiny_tokenizer, StructuredSpans(), val_fraction=0.0, batch_size=3, cache=False
+        )
         module.setup("fit")
         return module.train_dataloader()
 
@@ -137,13 +139,27 @@ def test_lightning_checkpoints_the_loader_and_resumes_mid_epoch(trajectories, ti
     def fit(max_steps: int, ckpt_path=None, checkpoint: ModelCheckpoint | None = None) -> RecordBatches:
         model, _ = TinyModel(num_layers=1, hidden_size=64, intermediate_size=128).load(seed=0)
         module = DistillationModule(model, SpanLoss(name="sft"), optimizer=torch.optim.SGD)
-        data = TrajectoryDataModule(str(trajectories), tiny_tokenizer, StructuredSpans(), val_fraction=0.0,
-                                    batch_size=2, max_length=128, cache=False)
+        data = TrajectoryDataModule(
+            str(trajectories),
+            tiny_tokenizer,
+            StructuredSpans(),
+            val_fraction=0.0,
+            batch_size=2,
+            max_length=128,
+            cache=False,
+        )
         recorder = RecordBatches()
-        trainer = L.Trainer(accelerator="cpu", max_steps=max_steps, accumulate_grad_batches=2, logger=False,
-                            callbacks=[recorder] + ([checkpoint] if checkpoint else []),
-                            enable_checkpointing=checkpoint is not None, enable_progress_bar=False,
-                            enable_model_summary=False, default_root_dir=str(tmp_path))
+        trainer = L.Trainer(
+            accelerator="cpu",
+            max_steps=max_steps,
+            accumulate_grad_batches=2,
+            logger=False,
+            callbacks=[recorder] + ([checkpoint] if checkpoint else []),
+            enable_checkpointing=checkpoint is not None,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            default_root_dir=str(tmp_path),
+        )
         trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
         return recorder
 

@@ -29,7 +29,8 @@ student's do not, as for a dense teacher with zeros: prefer ``forward_kl`` or ``
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, NamedTuple
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -51,9 +52,15 @@ class TopKLogprobs(NamedTuple):
     logprobs: torch.Tensor
 
 
-def token_losses(student_logits: torch.Tensor, labels: torch.Tensor, teacher_logits: torch.Tensor | None = None,
-                 teacher_topk: TopKLogprobs | None = None, divergence: str = "forward_kl", temperature: float = 1.0,
-                 beta: float = 0.5) -> tuple[torch.Tensor, torch.Tensor | None]:
+def token_losses(
+    student_logits: torch.Tensor,
+    labels: torch.Tensor,
+    teacher_logits: torch.Tensor | None = None,
+    teacher_topk: TopKLogprobs | None = None,
+    divergence: str = "forward_kl",
+    temperature: float = 1.0,
+    beta: float = 0.5,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Cross-entropy to ``labels`` and divergence to the teacher (None without one), per position.
 
     Not masked: the caller keeps supervised positions only. Shared by :func:`span_loss` and the
@@ -66,8 +73,10 @@ def token_losses(student_logits: torch.Tensor, labels: torch.Tensor, teacher_log
     check_divergence(divergence, temperature, beta)
     if teacher_topk is not None:
         if temperature != 1.0:
-            raise ValueError(f"temperature {temperature}: top-k teacher logprobs only support temperature 1 "
-                             "(softening needs the teacher's whole distribution)")
+            raise ValueError(
+                f"temperature {temperature}: top-k teacher logprobs only support temperature 1 "
+                "(softening needs the teacher's whole distribution)"
+            )
         log_t, log_s = _coarsened(log_p, teacher_topk)
         present = teacher_present(teacher_topk)
         # Where no teacher is present compare the student with itself (exactly 0, finite, no gradient),
@@ -124,8 +133,10 @@ def _coarsened(log_s_full: torch.Tensor, topk: TopKLogprobs) -> tuple[torch.Tens
     """Teacher and student log-probabilities over the k top-k tokens plus the rest, ``[..., k+1]``."""
     ids, log_t = topk.ids, topk.logprobs.to(log_s_full.dtype)
     if ids.shape != log_t.shape or ids.shape[:-1] != log_s_full.shape[:-1]:
-        raise ValueError(f"top-k ids {tuple(ids.shape)} and logprobs {tuple(log_t.shape)} must both be "
-                         f"positions {tuple(log_s_full.shape[:-1])} × k")
+        raise ValueError(
+            f"top-k ids {tuple(ids.shape)} and logprobs {tuple(log_t.shape)} must both be "
+            f"positions {tuple(log_s_full.shape[:-1])} × k"
+        )
     vocab = log_s_full.shape[-1]
     returned = log_t > float("-inf")
     if ((ids < 0) | (ids >= vocab))[returned].any():
@@ -137,8 +148,9 @@ def _coarsened(log_s_full: torch.Tensor, topk: TopKLogprobs) -> tuple[torch.Tens
     student_rest = torch.logsumexp(log_s_full.masked_fill(in_top_k, float("-inf")), dim=-1, keepdim=True)
     # The teacher's rest is all that is known of it: 1 − Σ top-k, with rounding noise counted as 0.
     teacher_mass = torch.logsumexp(log_t, dim=-1, keepdim=True)
-    teacher_rest = torch.where(teacher_mass < math.log1p(-TAIL_ROUNDING), _log1mexp(teacher_mass),
-                               torch.full_like(teacher_mass, float("-inf")))
+    teacher_rest = torch.where(
+        teacher_mass < math.log1p(-TAIL_ROUNDING), _log1mexp(teacher_mass), torch.full_like(teacher_mass, float("-inf"))
+    )
     return torch.cat([log_t, teacher_rest], -1), torch.cat([log_s, student_rest], -1)
 
 
@@ -165,45 +177,72 @@ def mix(ce: torch.Tensor, divergence: torch.Tensor | None, ce_weight: float) -> 
     return divergence if ce_weight == 0 else ce_weight * ce + (1 - ce_weight) * divergence
 
 
-def per_token_loss(student_logits: torch.Tensor, labels: torch.Tensor, teacher_logits: torch.Tensor | None = None,
-                   divergence: str = "forward_kl", temperature: float = 1.0, beta: float = 0.5,
-                   teacher_topk: TopKLogprobs | None = None, ce_weight: float = 0.0) -> torch.Tensor:
+def per_token_loss(
+    student_logits: torch.Tensor,
+    labels: torch.Tensor,
+    teacher_logits: torch.Tensor | None = None,
+    divergence: str = "forward_kl",
+    temperature: float = 1.0,
+    beta: float = 0.5,
+    teacher_topk: TopKLogprobs | None = None,
+    ce_weight: float = 0.0,
+) -> torch.Tensor:
     """Unweighted loss of every position ``[B, T]``; positions with label ``-100`` are 0."""
     mask = labels != IGNORE_INDEX
     if teacher_logits is not None and teacher_topk is not None:
         raise ValueError("give the teacher as full logits or as top-k logprobs, not both")
     if teacher_logits is not None:
         if teacher_logits.shape != student_logits.shape:
-            raise ValueError(f"teacher logits {tuple(teacher_logits.shape)} and student logits "
-                             f"{tuple(student_logits.shape)} differ: the vocabularies must match")
+            raise ValueError(
+                f"teacher logits {tuple(teacher_logits.shape)} and student logits "
+                f"{tuple(student_logits.shape)} differ: the vocabularies must match"
+            )
         # Unsupervised positions may hold anything (padding, NaN): zero them so no NaN reaches a gradient.
-        teacher_logits = torch.where(mask.unsqueeze(-1), upcast(teacher_logits),
-                                     torch.zeros((), device=teacher_logits.device))
+        teacher_logits = torch.where(
+            mask.unsqueeze(-1), upcast(teacher_logits), torch.zeros((), device=teacher_logits.device)
+        )
     if teacher_topk is not None:
         unsupervised = ~mask.unsqueeze(-1)
-        teacher_topk = TopKLogprobs(teacher_topk.ids.masked_fill(unsupervised, 0),
-                                    teacher_topk.logprobs.masked_fill(unsupervised, float("-inf")))
+        teacher_topk = TopKLogprobs(
+            teacher_topk.ids.masked_fill(unsupervised, 0),
+            teacher_topk.logprobs.masked_fill(unsupervised, float("-inf")),
+        )
     ce, div = token_losses(student_logits, labels, teacher_logits, teacher_topk, divergence, temperature, beta)
     token = mix(ce, div, ce_weight)
     return torch.where(mask, token, torch.zeros_like(token))  # NaN/inf at unsupervised positions cannot leak
 
 
-def span_loss(student_logits: torch.Tensor, labels: torch.Tensor, span_ids: torch.Tensor, weights: torch.Tensor,
-              teacher_logits: torch.Tensor | None = None, divergence: str = "forward_kl",
-              temperature: float = 1.0, beta: float = 0.5, num_tokens: int | torch.Tensor | None = None,
-              teacher_topk: TopKLogprobs | None = None, ce_weight: float = 0.0) -> torch.Tensor:
+def span_loss(
+    student_logits: torch.Tensor,
+    labels: torch.Tensor,
+    span_ids: torch.Tensor,
+    weights: torch.Tensor,
+    teacher_logits: torch.Tensor | None = None,
+    divergence: str = "forward_kl",
+    temperature: float = 1.0,
+    beta: float = 0.5,
+    num_tokens: int | torch.Tensor | None = None,
+    teacher_topk: TopKLogprobs | None = None,
+    ce_weight: float = 0.0,
+) -> torch.Tensor:
     """``Σ_t w[span_t]·ℓ_t / N`` with ``N`` the supervised-token count (or the global ``num_tokens``).
 
     An all-masked batch gives 0 with a gradient. Passing the global token count of an
     accumulated batch as ``num_tokens`` makes gradient accumulation exact.
     """
-    token = per_token_loss(student_logits, labels, teacher_logits, divergence, temperature, beta, teacher_topk,
-                           ce_weight)
+    token = per_token_loss(
+        student_logits, labels, teacher_logits, divergence, temperature, beta, teacher_topk, ce_weight
+    )
     return reduce_token_loss(token, labels, span_ids, weights, num_tokens)
 
 
-def reduce_token_loss(token: torch.Tensor, labels: torch.Tensor, span_ids: torch.Tensor, weights: torch.Tensor,
-                      num_tokens: int | torch.Tensor | None = None) -> torch.Tensor:
+def reduce_token_loss(
+    token: torch.Tensor,
+    labels: torch.Tensor,
+    span_ids: torch.Tensor,
+    weights: torch.Tensor,
+    num_tokens: int | torch.Tensor | None = None,
+) -> torch.Tensor:
     """The weighting and normalisation of :func:`span_loss`, applied to per-token losses."""
     mask = labels != IGNORE_INDEX
     weight = weights.to(device=token.device, dtype=token.dtype)[span_ids] * mask
@@ -222,12 +261,24 @@ class SpanLoss:
     ``answer`` defaults to the action weight: a final answer is an action on the environment.
     """
 
-    def __init__(self, name: str = "sad", reason: float = 1.0, action: float = 1.0, answer: float | None = None,
-                 divergence: str | None = None, temperature: float = 1.0, beta: float = 0.5,
-                 ce_weight: float = 0.0, teacher: Any = None) -> None:
+    def __init__(
+        self,
+        name: str = "sad",
+        reason: float = 1.0,
+        action: float = 1.0,
+        answer: float | None = None,
+        divergence: str | None = None,
+        temperature: float = 1.0,
+        beta: float = 0.5,
+        ce_weight: float = 0.0,
+        teacher: Any = None,
+    ) -> None:
         self.name = name
-        span_weights: Mapping[str, float] = {"reason": reason, "action": action,
-                                             "answer": action if answer is None else answer}
+        span_weights: Mapping[str, float] = {
+            "reason": reason,
+            "action": action,
+            "answer": action if answer is None else answer,
+        }
         if any(w < 0 for w in span_weights.values()):
             raise ValueError(f"loss weights must be >= 0, got {dict(span_weights)}")
         self.weights = torch.zeros(len(SPAN_NAMES))
@@ -245,15 +296,32 @@ class SpanLoss:
         """Whether the loss compares the student to a teacher's distribution (``kd``, ``sad_kd``)."""
         return self.divergence is not None
 
-    def __call__(self, logits: torch.Tensor, labels: torch.Tensor, span_ids: torch.Tensor,
-                 teacher_logits: torch.Tensor | None = None, num_tokens: int | None = None,
-                 teacher_topk: TopKLogprobs | None = None) -> torch.Tensor:
+    def __call__(
+        self,
+        logits: torch.Tensor,
+        labels: torch.Tensor,
+        span_ids: torch.Tensor,
+        teacher_logits: torch.Tensor | None = None,
+        num_tokens: int | None = None,
+        teacher_topk: TopKLogprobs | None = None,
+    ) -> torch.Tensor:
         if self.distills and teacher_logits is None and teacher_topk is None:
             raise ValueError(f"loss {self.name!r} ({self.divergence}) needs teacher logits or top-k logprobs")
         if not self.distills and (teacher_logits is not None or teacher_topk is not None):
             raise ValueError(f"loss {self.name!r} is cross-entropy: it takes no teacher")
-        return span_loss(logits, labels, span_ids, self.weights, teacher_logits, self.divergence or "forward_kl",
-                         self.temperature, self.beta, num_tokens, teacher_topk, self.ce_weight)
+        return span_loss(
+            logits,
+            labels,
+            span_ids,
+            self.weights,
+            teacher_logits,
+            self.divergence or "forward_kl",
+            self.temperature,
+            self.beta,
+            num_tokens,
+            teacher_topk,
+            self.ce_weight,
+        )
 
     def __repr__(self) -> str:
         weights = {name: float(self.weights[SPAN_INDEX[name]]) for name in sorted(TRAINED_SPANS)}

@@ -20,7 +20,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.text import Text
 
-from deepcoder.spans.view import Token, load_record, render_tokens, strategy_for, STRATEGIES, summary_table, to_rich
+from deepcoder.spans.view import STRATEGIES, Token, load_record, render_tokens, strategy_for, summary_table, to_rich
 
 
 def load_tokenizer(model: str):
@@ -62,9 +62,14 @@ def main(argv: list[str] | None = None) -> None:
         return
     console = Console()
     teacher = record.get("teacher") or {}
-    console.print(Text.assemble((str(args.file), "bold"), f" index {args.index}: trajectory {record['trajectory_id']}, "
-                                f"problem {record['problem_id']}, teacher {teacher.get('provider')}/"
-                                f"{teacher.get('model')}, passed {record.get('passed')}, spans {strategy.name}"))
+    console.print(
+        Text.assemble(
+            (str(args.file), "bold"),
+            f" index {args.index}: trajectory {record['trajectory_id']}, "
+            f"problem {record['problem_id']}, teacher {teacher.get('provider')}/"
+            f"{teacher.get('model')}, passed {record.get('passed')}, spans {strategy.name}",
+        )
+    )
     console.print(to_rich(tokens))
     console.print(summary_table(tokens))
 

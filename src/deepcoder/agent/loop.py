@@ -9,26 +9,30 @@ from __future__ import annotations
 import dataclasses
 import time
 import uuid
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
+from deepcoder.core.names import SCHEMA_VERSION
 from deepcoder.protocol.parsing import ParsedTurn, parse_turn
 from deepcoder.protocol.prompts import observation_message, system_prompt, task_prompt
-from deepcoder.core.names import SCHEMA_VERSION
 from deepcoder.tools import PythonExecutor, Tool, run_tests
 
 if TYPE_CHECKING:
-    from deepcoder.problems import Problem
     from deepcoder.policies.base import Policy
+    from deepcoder.problems import Problem
 
-FORMAT_REMINDER = ("Error: {error}. Reply with 'Thought:' then either 'Action:' and 'Action Input:', "
-                   "or 'Final Answer:' with the complete program in a ```python block.")
+FORMAT_REMINDER = (
+    "Error: {error}. Reply with 'Thought:' then either 'Action:' and 'Action Input:', "
+    "or 'Final Answer:' with the complete program in a ```python block."
+)
 
 
 class Agent:
     """Runs episodes with a fixed tool set and grades final answers in the sandbox."""
 
-    def __init__(self, tools: Sequence[Tool], executor: PythonExecutor, max_steps: int = 4,
-                 test_timeout_s: float = 10.0) -> None:
+    def __init__(
+        self, tools: Sequence[Tool], executor: PythonExecutor, max_steps: int = 4, test_timeout_s: float = 10.0
+    ) -> None:
         if max_steps < 1:
             raise ValueError(f"agent.max_steps must be >= 1, got {max_steps}")
         self.tools = {tool.name: tool for tool in tools}
@@ -37,11 +41,13 @@ class Agent:
         self.test_timeout_s = test_timeout_s
         self.system = system_prompt(list(tools))
 
-    def initial_messages(self, problem: "Problem") -> list[dict[str, str]]:
-        return [{"role": "system", "content": self.system},
-                {"role": "user", "content": task_prompt(problem.prompt, problem.entry_point)}]
+    def initial_messages(self, problem: Problem) -> list[dict[str, str]]:
+        return [
+            {"role": "system", "content": self.system},
+            {"role": "user", "content": task_prompt(problem.prompt, problem.entry_point)},
+        ]
 
-    def run(self, policy: "Policy", problem: "Problem", sample: int = 0) -> dict[str, Any]:
+    def run(self, policy: Policy, problem: Problem, sample: int = 0) -> dict[str, Any]:
         """Play one episode; never raises for a policy failure (it becomes the record's ``error``)."""
         started = time.perf_counter()
         messages = self.initial_messages(problem)
@@ -77,8 +83,11 @@ class Agent:
             "problem_id": problem.id,
             "category": problem.category,
             "difficulty": problem.difficulty,
-            "teacher": {"provider": policy.provider, "model": policy.model,
-                        "fingerprint": getattr(policy, "fingerprint", None)},
+            "teacher": {
+                "provider": policy.provider,
+                "model": policy.model,
+                "fingerprint": getattr(policy, "fingerprint", None),
+            },
             "messages": messages,
             "steps": steps,
             "final_answer": final_answer,
@@ -101,13 +110,14 @@ class Agent:
             return f"Error: the {turn.tool} tool failed: {type(exc).__name__}: {exc}", False
         return result.text, result.ok
 
-    def _grade(self, problem: "Problem", final_answer: str | None) -> dict[str, Any]:
+    def _grade(self, problem: Problem, final_answer: str | None) -> dict[str, Any]:
         if not problem.tests:
             return {"passed": None, "error": None}
         if final_answer is None:
             return {"passed": False, "error": "no final answer"}
-        outcome = run_tests(self.executor, final_answer, problem.tests, problem.entry_point,
-                            timeout_s=self.test_timeout_s)
+        outcome = run_tests(
+            self.executor, final_answer, problem.tests, problem.entry_point, timeout_s=self.test_timeout_s
+        )
         return {"passed": outcome.passed, "error": outcome.error}
 
 

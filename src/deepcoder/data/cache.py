@@ -14,9 +14,10 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from transformers import PreTrainedTokenizerBase
@@ -51,14 +52,31 @@ def cached_examples(key: str, build: Callable[[], list[Item]]) -> tuple[list[Ite
         log.info("rendered examples from cache %s", path)
         rows = json.loads(path.read_text(encoding="utf-8"))
         teachers = torch.load(teacher_path, weights_only=True) if teacher_path.exists() else [None] * len(rows)
-        return [(RenderedExample(**row["example"], teacher=None if teacher is None else TeacherTopK.from_state(teacher)),
-                 ExampleInfo(**row["info"])) for row, teacher in zip(rows, teachers)], True
+        return [
+            (
+                RenderedExample(**row["example"], teacher=None if teacher is None else TeacherTopK.from_state(teacher)),
+                ExampleInfo(**row["info"]),
+            )
+            for row, teacher in zip(rows, teachers)
+        ], True
     items = build()
     if any(example.teacher is not None for example, _ in items):
         partial = teacher_path.with_suffix(f".{os.getpid()}.tmp")
         torch.save([None if e.teacher is None else e.teacher.state() for e, _ in items], partial)
         partial.replace(teacher_path)
-    write_json(path, [{"example": {"trajectory_id": example.trajectory_id, "input_ids": example.input_ids,
-                                   "labels": example.labels, "span_ids": example.span_ids}, "info": asdict(info)}
-                      for example, info in items])
+    write_json(
+        path,
+        [
+            {
+                "example": {
+                    "trajectory_id": example.trajectory_id,
+                    "input_ids": example.input_ids,
+                    "labels": example.labels,
+                    "span_ids": example.span_ids,
+                },
+                "info": asdict(info),
+            }
+            for example, info in items
+        ],
+    )
     return items, False

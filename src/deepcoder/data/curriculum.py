@@ -40,8 +40,9 @@ class Curriculum:
         if not 0.0 < self.start_fraction <= 1.0:
             raise ValueError(f"data.curriculum.start_fraction must be in (0, 1], got {self.start_fraction}")
         if self.full_at_step < 1 or self.stages < 1:
-            raise ValueError("data.curriculum.full_at_step and stages must be >= 1, "
-                             f"got {self.full_at_step} and {self.stages}")
+            raise ValueError(
+                f"data.curriculum.full_at_step and stages must be >= 1, got {self.full_at_step} and {self.stages}"
+            )
 
     @property
     def active(self) -> bool:
@@ -50,8 +51,11 @@ class Curriculum:
     def score(self, example: RenderedExample, info: ExampleInfo) -> float:
         """The complexity of one trajectory: weighted reasoning tokens, action tokens and steps."""
         counts = span_token_counts(example)
-        return (self.reason * counts["reason"] + self.action * (counts["action"] + counts["answer"])
-                + self.steps * info.steps)
+        return (
+            self.reason * counts["reason"]
+            + self.action * (counts["action"] + counts["answer"])
+            + self.steps * info.steps
+        )
 
     def fraction(self, step: int) -> float:
         """The share of examples (easiest first) that batches are drawn from at optimizer ``step``."""

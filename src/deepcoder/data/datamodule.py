@@ -12,21 +12,20 @@ import torch
 from torch.utils.data import DataLoader
 from transformers import PreTrainedTokenizerBase
 
+from deepcoder.core.names import IGNORE_INDEX, SPAN_INDEX
 from deepcoder.data.cache import cached_examples, dataset_key
 from deepcoder.data.curriculum import Curriculum
 from deepcoder.data.example_info import ExampleInfo, Item, describe
 from deepcoder.data.filters import Filters
 from deepcoder.data.loader import ResumableDataLoader
 from deepcoder.data.packing import collate_packed, pack
-from deepcoder.spans.render import RenderedExample, render_trajectory
-from deepcoder.spans.labels import SpanStrategy
-from deepcoder.core.names import IGNORE_INDEX
-from deepcoder.core.names import SPAN_INDEX
 from deepcoder.data.stats import real_token_share, span_statistics
+from deepcoder.data.windows import WindowBatchSampler, WindowTagged, supervised_tokens
+from deepcoder.records.trajectories import load_trajectories
+from deepcoder.spans.labels import SpanStrategy
+from deepcoder.spans.render import RenderedExample, render_trajectory
 from deepcoder.spans.teacher_topk import AlignmentCounts, batch_tensors, check_alignment
 from deepcoder.spans.token_map import TokenMap
-from deepcoder.records.trajectories import load_trajectories
-from deepcoder.data.windows import WindowBatchSampler, WindowTagged, supervised_tokens
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +49,9 @@ def collate(examples: list[RenderedExample], pad_id: int) -> dict[str, torch.Ten
     return batch
 
 
-def collate_tagged(items: list[tuple[list[RenderedExample], int]], pad_id: int,
-                   packed: bool) -> dict[str, torch.Tensor]:
+def collate_tagged(
+    items: list[tuple[list[RenderedExample], int]], pad_id: int, packed: bool
+) -> dict[str, torch.Tensor]:
     """A training batch of rows (packed, or one example each) with its window's supervised-token count."""
     rows = [row for row, _ in items]
     batch = collate_packed(rows, pad_id) if packed else collate([row[0] for row in rows], pad_id)
@@ -73,11 +73,25 @@ class TrajectoryDataModule(L.LightningDataModule):
     every batch.
     """
 
-    def __init__(self, trajectories: str, tokenizer: PreTrainedTokenizerBase, span: SpanStrategy,
-                 only_passed: bool = True, val_fraction: float = 0.1, batch_size: int = 8,
-                 max_length: int = 2048, num_workers: int = 0, seed: int = 0, cache: bool = True,
-                 filters: Filters | None = None, curriculum: Curriculum | None = None, packing: bool = False,
-                 pack_length: int | None = None, group_by_length: bool = False, teacher_logprobs: bool = False) -> None:
+    def __init__(
+        self,
+        trajectories: str,
+        tokenizer: PreTrainedTokenizerBase,
+        span: SpanStrategy,
+        only_passed: bool = True,
+        val_fraction: float = 0.1,
+        batch_size: int = 8,
+        max_length: int = 2048,
+        num_workers: int = 0,
+        seed: int = 0,
+        cache: bool = True,
+        filters: Filters | None = None,
+        curriculum: Curriculum | None = None,
+        packing: bool = False,
+        pack_length: int | None = None,
+        group_by_length: bool = False,
+        teacher_logprobs: bool = False,
+    ) -> None:
         super().__init__()
         if not 0.0 <= val_fraction < 1.0:
             raise ValueError(f"data.val_fraction must be in [0, 1), got {val_fraction}")
@@ -100,8 +114,13 @@ class TrajectoryDataModule(L.LightningDataModule):
         if self.train_set:
             return
         if self.cache:
-            key = dataset_key(self.path, self.tokenizer, self.span, max_length=self.max_length,
-                              teacher_logprobs=self.token_map is not None)
+            key = dataset_key(
+                self.path,
+                self.tokenizer,
+                self.span,
+                max_length=self.max_length,
+                teacher_logprobs=self.token_map is not None,
+            )
             items, self.cache_hit = cached_examples(key, self._render_all)
         else:
             items = self._render_all()
@@ -112,16 +131,19 @@ class TrajectoryDataModule(L.LightningDataModule):
             check_alignment(self.alignment, self.path)
         items, self.dropped = self.filters.apply(items, self.only_passed)
         if not items:
-            raise ValueError(f"{self.path}: no usable trajectories (only_passed={self.only_passed}, "
-                             f"dropped: {self.dropped})")
+            raise ValueError(
+                f"{self.path}: no usable trajectories (only_passed={self.only_passed}, dropped: {self.dropped})"
+            )
         random.Random(self.seed).shuffle(items)
         n_val = int(len(items) * self.val_fraction)
         self.val_set = [example for example, _ in items[:n_val]]
         self.train_set = [example for example, _ in items[n_val:]]
         self.train_info = [info for _, info in items[n_val:]]
         if self.token_map is not None and not _teacher_coverage(self.train_set):
-            raise ValueError(f"{self.path}: no supervised token of the training set has stored teacher logprobs "
-                             f"(only_passed={self.only_passed}, dropped: {self.dropped})")
+            raise ValueError(
+                f"{self.path}: no supervised token of the training set has stored teacher logprobs "
+                f"(only_passed={self.only_passed}, dropped: {self.dropped})"
+            )
 
     def _render_all(self) -> list[Item]:
         rows = load_trajectories(self.path, only_passed=False)  # only_passed is a filter, after the cache
@@ -148,40 +170,68 @@ class TrajectoryDataModule(L.LightningDataModule):
         accumulate = getattr(trainer, "accumulate_grad_batches", 1) if trainer else 1
         world_size, rank = (trainer.world_size, trainer.global_rank) if trainer else (1, 0)
         examples, infos = self.train_set, self.train_info
-        scores = [max(self.curriculum.score(examples[i], infos[i]) for i in row) for row in rows] \
-            if self.curriculum.active else None  # a pack is as hard as its hardest example
-        return WindowBatchSampler([sum(supervised_tokens(examples[i]) for i in row) for row in rows],
-                                  self.batch_size, accumulate=accumulate, seed=self.seed,
-                                  lengths=[sum(len(examples[i]) for i in row) for row in rows],
-                                  group_by_length=self.group_by_length, curriculum=self.curriculum, scores=scores,
-                                  world_size=world_size, rank=rank)
+        scores = (
+            [max(self.curriculum.score(examples[i], infos[i]) for i in row) for row in rows]
+            if self.curriculum.active
+            else None
+        )  # a pack is as hard as its hardest example
+        return WindowBatchSampler(
+            [sum(supervised_tokens(examples[i]) for i in row) for row in rows],
+            self.batch_size,
+            accumulate=accumulate,
+            seed=self.seed,
+            lengths=[sum(len(examples[i]) for i in row) for row in rows],
+            group_by_length=self.group_by_length,
+            curriculum=self.curriculum,
+            scores=scores,
+            world_size=world_size,
+            rank=rank,
+        )
 
     def stats(self) -> dict[str, Any]:
         """Sizes, filter drops, tokens and shares per span, and the real-token share of epoch 0's batches."""
         tokens = [len(e) for e in self.train_set]
         rows = self.train_rows()
         share = _real_token_share(self.train_sampler(rows)) if rows else 0.0
-        stats = {"n_train": len(self.train_set), "n_val": len(self.val_set),
-                 "train_tokens": sum(tokens), "max_length": max(tokens, default=0),
-                 "dropped": dict(self.dropped), **span_statistics(self.train_set),
-                 "packing": self.packing, "train_rows": len(rows), "real_token_share": round(share, 4)}
+        stats = {
+            "n_train": len(self.train_set),
+            "n_val": len(self.val_set),
+            "train_tokens": sum(tokens),
+            "max_length": max(tokens, default=0),
+            "dropped": dict(self.dropped),
+            **span_statistics(self.train_set),
+            "packing": self.packing,
+            "train_rows": len(rows),
+            "real_token_share": round(share, 4),
+        }
         if self.alignment is not None:
-            stats["teacher_logprobs"] = {"aligned_share": round(self.alignment.aligned_share, 4),
-                                         "mapped_share": round(self.alignment.mapped_share, 4),
-                                         "train_coverage": round(_teacher_coverage(self.train_set), 4)}
+            stats["teacher_logprobs"] = {
+                "aligned_share": round(self.alignment.aligned_share, 4),
+                "mapped_share": round(self.alignment.mapped_share, 4),
+                "train_coverage": round(_teacher_coverage(self.train_set), 4),
+            }
         return stats
 
     def train_dataloader(self) -> DataLoader:
         """Batches tagged with their accumulation window's supervised-token count; resumable mid-epoch."""
         rows = self.train_rows()
         sampler = self.train_sampler(rows)
-        log.info("training on %d examples in %d rows (packing=%s): %d batches an epoch, %.1f%% real tokens",
-                 len(self.train_set), len(rows), self.packing, len(sampler), 100 * _real_token_share(sampler))
+        log.info(
+            "training on %d examples in %d rows (packing=%s): %d batches an epoch, %.1f%% real tokens",
+            len(self.train_set),
+            len(rows),
+            self.packing,
+            len(sampler),
+            100 * _real_token_share(sampler),
+        )
         # its own generator (worker seeds): the global RNG, which dropout draws from, is left alone
-        return ResumableDataLoader(WindowTagged(self.train_set, rows), batch_sampler=sampler,
-                                   num_workers=self.num_workers, generator=torch.Generator().manual_seed(self.seed),
-                                   collate_fn=partial(collate_tagged, pad_id=self.tokenizer.pad_token_id,
-                                                      packed=self.packing))
+        return ResumableDataLoader(
+            WindowTagged(self.train_set, rows),
+            batch_sampler=sampler,
+            num_workers=self.num_workers,
+            generator=torch.Generator().manual_seed(self.seed),
+            collate_fn=partial(collate_tagged, pad_id=self.tokenizer.pad_token_id, packed=self.packing),
+        )
 
     def val_dataloader(self) -> DataLoader | list:
         """This rank's share of the validation set (every k-th example under DDP; all of it when there
@@ -191,8 +241,12 @@ class TrajectoryDataModule(L.LightningDataModule):
             return []
         world_size, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
         shard = self.val_set[rank::world_size] if len(self.val_set) >= world_size else self.val_set
-        return DataLoader(shard, batch_size=self.batch_size, num_workers=self.num_workers,
-                          collate_fn=partial(collate, pad_id=self.tokenizer.pad_token_id))
+        return DataLoader(
+            shard,
+            batch_size=self.batch_size,
+            num_workers=self.num_workers,
+            collate_fn=partial(collate, pad_id=self.tokenizer.pad_token_id),
+        )
 
 
 def _teacher_coverage(examples: list[RenderedExample]) -> float:

@@ -10,8 +10,8 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from deepcoder.spans.render import RenderedExample
 from deepcoder.core.names import SPAN_NAMES
+from deepcoder.spans.render import RenderedExample
 
 
 @dataclass(frozen=True)
@@ -37,8 +37,14 @@ def describe(record: dict[str, Any], full_length: int) -> ExampleInfo:
     """The :class:`ExampleInfo` of ``record``, rendered to ``full_length`` tokens before truncation."""
     program = record.get("final_answer")
     assistant = "\x00".join(m["content"] for m in record["messages"] if m["role"] == "assistant")
-    return ExampleInfo(str(record.get("problem_id", "")), record.get("passed"), len(record.get("steps") or []),
-                       full_length, _digest(program.strip()) if program else None, _digest(assistant))
+    return ExampleInfo(
+        str(record.get("problem_id", "")),
+        record.get("passed"),
+        len(record.get("steps") or []),
+        full_length,
+        _digest(program.strip()) if program else None,
+        _digest(assistant),
+    )
 
 
 def span_token_counts(example: RenderedExample) -> dict[str, int]:

@@ -9,9 +9,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from deepcoder.core.names import TRAINED_SPANS
 from deepcoder.data.example_info import ExampleInfo, Item, span_token_counts
 from deepcoder.spans.render import RenderedExample
-from deepcoder.core.names import TRAINED_SPANS
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +59,9 @@ class Filters:
                 log.info("filter %s dropped %d trajectories", reason, count)
         return kept, dropped
 
-    def _drop_reason(self, example: RenderedExample, info: ExampleInfo, only_passed: bool,
-                     seen: set[tuple[str, ...]]) -> str | None:
+    def _drop_reason(
+        self, example: RenderedExample, info: ExampleInfo, only_passed: bool, seen: set[tuple[str, ...]]
+    ) -> str | None:
         if only_passed and info.passed is not True:
             return "not_passed"
         if self.max_tokens is not None and info.full_length > self.max_tokens:
@@ -70,8 +71,11 @@ class Filters:
         if counts["reason"] < self.min_reason_tokens or counts["reason"] < self.min_reason_share * trained:
             return "little_reasoning"
         if self.dedupe:
-            key = (info.problem_id, info.program_digest or info.assistant_digest) if self.dedupe == "program" \
+            key = (
+                (info.problem_id, info.program_digest or info.assistant_digest)
+                if self.dedupe == "program"
                 else (info.assistant_digest,)
+            )
             if key in seen:
                 return "duplicate"
             seen.add(key)

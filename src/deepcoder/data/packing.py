@@ -17,9 +17,8 @@ from itertools import accumulate
 
 import torch
 
+from deepcoder.core.names import IGNORE_INDEX, SPAN_INDEX
 from deepcoder.spans.render import RenderedExample
-from deepcoder.core.names import IGNORE_INDEX
-from deepcoder.core.names import SPAN_INDEX
 from deepcoder.spans.teacher_topk import batch_tensors
 
 
@@ -57,17 +56,27 @@ def collate_packed(rows: list[list[RenderedExample]], pad_id: int) -> dict[str, 
     for row in rows:
         ids.append([t for e in row for t in e.input_ids])
         positions.append([p for e in row for p in range(len(e))])
-        labels.append([label for e in row for label in [IGNORE_INDEX, *e.labels[1:]][:len(e)]])
+        labels.append([label for e in row for label in [IGNORE_INDEX, *e.labels[1:]][: len(e)]])
         spans.append([s for e in row for s in e.span_ids])
     length = max(len(row) for row in ids)
 
     def pad(rows_: list[list[int]], filler) -> torch.Tensor:  # filler(n): the n padding values
         return torch.tensor([r + filler(length - len(r)) for r in rows_], dtype=torch.long)
 
-    batch = {"input_ids": pad(ids, lambda n: [pad_id] * n), "position_ids": pad(positions, lambda n: list(range(n))),
-             "labels": pad(labels, lambda n: [IGNORE_INDEX] * n),
-             "span_ids": pad(spans, lambda n: [SPAN_INDEX["prompt"]] * n)}
+    batch = {
+        "input_ids": pad(ids, lambda n: [pad_id] * n),
+        "position_ids": pad(positions, lambda n: list(range(n))),
+        "labels": pad(labels, lambda n: [IGNORE_INDEX] * n),
+        "span_ids": pad(spans, lambda n: [SPAN_INDEX["prompt"]] * n),
+    }
     if rows[0][0].teacher is not None:
-        batch.update(batch_tensors([[(e.teacher, start) for e, start in
-                                     zip(row, accumulate((len(e) for e in row), initial=0))] for row in rows], length))
+        batch.update(
+            batch_tensors(
+                [
+                    [(e.teacher, start) for e, start in zip(row, accumulate((len(e) for e in row), initial=0))]
+                    for row in rows
+                ],
+                length,
+            )
+        )
     return batch

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from deepcoder.core.names import SPAN_NAMES
 from deepcoder.data.example_info import span_token_counts
 from deepcoder.spans.render import RenderedExample
-from deepcoder.core.names import SPAN_NAMES
 
 
 def span_statistics(examples: list[RenderedExample]) -> dict[str, dict[str, float]]:

@@ -28,14 +28,14 @@ DDP set ``trainer.use_distributed_sampler=false``: the sampler shards itself.
 from __future__ import annotations
 
 import math
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from deepcoder.core.names import IGNORE_INDEX
 from deepcoder.data.curriculum import Curriculum
 from deepcoder.spans.render import RenderedExample
-from deepcoder.core.names import IGNORE_INDEX
 
 Plan = list[list[list[int]]]  # windows → batches → row indices
 
@@ -48,13 +48,26 @@ def supervised_tokens(example: RenderedExample) -> int:
 class WindowBatchSampler(Sampler[list[tuple[int, int]]]):
     """Yields this rank's batches of ``(row index, window token count)``; resumable via ``skip``."""
 
-    def __init__(self, token_counts: list[int], batch_size: int, accumulate: int = 1, shuffle: bool = True,
-                 seed: int = 0, lengths: list[int] | None = None, group_by_length: bool = False,
-                 curriculum: Curriculum | None = None, scores: list[float] | None = None,
-                 world_size: int = 1, rank: int = 0, bucket_windows: int = 8) -> None:
+    def __init__(
+        self,
+        token_counts: list[int],
+        batch_size: int,
+        accumulate: int = 1,
+        shuffle: bool = True,
+        seed: int = 0,
+        lengths: list[int] | None = None,
+        group_by_length: bool = False,
+        curriculum: Curriculum | None = None,
+        scores: list[float] | None = None,
+        world_size: int = 1,
+        rank: int = 0,
+        bucket_windows: int = 8,
+    ) -> None:
         if batch_size < 1 or accumulate < 1 or bucket_windows < 1:
-            raise ValueError(f"batch_size, accumulate and bucket_windows must be >= 1, "
-                             f"got {batch_size}, {accumulate} and {bucket_windows}")
+            raise ValueError(
+                f"batch_size, accumulate and bucket_windows must be >= 1, "
+                f"got {batch_size}, {accumulate} and {bucket_windows}"
+            )
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not in a world of {world_size}")
         if group_by_length and (lengths is None or len(lengths) != len(token_counts)):
@@ -66,8 +79,9 @@ class WindowBatchSampler(Sampler[list[tuple[int, int]]]):
         self.shuffle, self.seed, self.lengths, self.group_by_length = shuffle, seed, lengths, group_by_length
         self.world_size, self.rank, self.bucket_windows = world_size, rank, bucket_windows
         tie_break = torch.randperm(len(token_counts), generator=torch.Generator().manual_seed(seed)).tolist()
-        self.ranked = sorted(range(len(token_counts)), key=lambda i: (scores[i], tie_break[i])) if self.curriculum \
-            else []
+        self.ranked = (
+            sorted(range(len(token_counts)), key=lambda i: (scores[i], tie_break[i])) if self.curriculum else []
+        )
         self.epoch, self.skip = 0, 0
         self.sampler = self  # Lightning calls set_epoch on batch_sampler.sampler every epoch
         self._used_batches()  # fails now if the ranks cannot all get a batch
@@ -79,8 +93,10 @@ class WindowBatchSampler(Sampler[list[tuple[int, int]]]):
         batches = -(-len(self.token_counts) // self.batch_size)
         used = batches // self.world_size * self.world_size
         if used == 0:
-            raise ValueError(f"{len(self.token_counts)} rows in batches of {self.batch_size} "
-                             f"cannot give every one of {self.world_size} ranks a batch")
+            raise ValueError(
+                f"{len(self.token_counts)} rows in batches of {self.batch_size} "
+                f"cannot give every one of {self.world_size} ranks a batch"
+            )
         return used
 
     def __len__(self) -> int:
@@ -101,10 +117,13 @@ class WindowBatchSampler(Sampler[list[tuple[int, int]]]):
         order = torch.randperm(n, generator=generator).tolist() if self.shuffle else list(range(n))
         if self.group_by_length:
             bucket = b * sizes[0] * self.bucket_windows
-            order = [i for start in range(0, n, bucket)
-                     for i in sorted(order[start:start + bucket], key=lambda i: -self.lengths[i])]
-        batches = [order[start:start + b] for start in range(0, n, b)]
-        windows = [batches[sum(sizes[:w]):sum(sizes[:w + 1])] for w in range(len(sizes))]
+            order = [
+                i
+                for start in range(0, n, bucket)
+                for i in sorted(order[start : start + bucket], key=lambda i: -self.lengths[i])
+            ]
+        batches = [order[start : start + b] for start in range(0, n, b)]
+        windows = [batches[sum(sizes[:w]) : sum(sizes[: w + 1])] for w in range(len(sizes))]
         if self.group_by_length and self.shuffle:
             full = len(windows) if sizes[-1] == sizes[0] else len(windows) - 1
             windows = [windows[i] for i in torch.randperm(full, generator=generator).tolist()] + windows[full:]
@@ -117,17 +136,17 @@ class WindowBatchSampler(Sampler[list[tuple[int, int]]]):
             drawn: list[int] = []
             while len(drawn) < size * b:
                 drawn += torch.randperm(pool, generator=generator).tolist()
-            rows = [self.ranked[i] for i in drawn[:size * b]]
+            rows = [self.ranked[i] for i in drawn[: size * b]]
             if self.group_by_length:
                 rows.sort(key=lambda i: -self.lengths[i])
-            windows.append([rows[start:start + b] for start in range(0, size * b, b)])
+            windows.append([rows[start : start + b] for start in range(0, size * b, b)])
         return windows
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         batches = []
         for window in self.plan(self.epoch):
             total = sum(self.token_counts[i] for batch in window for i in batch)
-            batches += [[(i, total) for i in batch] for batch in window[self.rank::self.world_size]]
+            batches += [[(i, total) for i in batch] for batch in window[self.rank :: self.world_size]]
         skip, self.skip = self.skip, 0
         yield from batches[skip:]
 

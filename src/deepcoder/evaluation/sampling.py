@@ -9,7 +9,8 @@ order, the number of workers or the other problems in the run. Only the first tu
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from deepcoder.policies.base import Completion, Message
 
@@ -32,7 +33,7 @@ class EpisodePolicy:
         self.provider, self.model = policy.provider, policy.model
         self.fingerprint = getattr(policy, "fingerprint", None)
 
-    def complete(self, messages: Sequence[Message], *, problem: "Problem") -> Completion:
+    def complete(self, messages: Sequence[Message], *, problem: Problem) -> Completion:
         turn = sum(1 for m in messages if m["role"] == "assistant")
         if turn == 0 and self._first is not None:
             return self._first

@@ -16,19 +16,25 @@ from __future__ import annotations
 
 import ast
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 
-from deepcoder.protocol.parsing import parse_turn
-from deepcoder.training.chunked_loss import chunked_span_loss
-from deepcoder.spans.render import render_trajectory
-from deepcoder.spans.labels import SpanStrategy
 from deepcoder.core.names import SPAN_INDEX, SPAN_NAMES, TRAINED_SPANS
+from deepcoder.protocol.parsing import parse_turn
+from deepcoder.spans.labels import SpanStrategy
+from deepcoder.spans.render import render_trajectory
+from deepcoder.training.chunked_loss import chunked_span_loss
 
 
-def span_metrics(model: torch.nn.Module, tokenizer: Any, records: Sequence[dict[str, Any]],
-                 strategy: SpanStrategy, chunk_size: int = 1024) -> dict[str, dict[str, float]]:
+def span_metrics(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    records: Sequence[dict[str, Any]],
+    strategy: SpanStrategy,
+    chunk_size: int = 1024,
+) -> dict[str, dict[str, float]]:
     """``{span: {"perplexity", "accuracy", "tokens"}}`` for each trained span and ``all`` of them."""
     device = next(model.parameters()).device
     backbone = getattr(model, model.base_model_prefix)
@@ -40,11 +46,14 @@ def span_metrics(model: torch.nn.Module, tokenizer: Any, records: Sequence[dict[
     with torch.no_grad():
         for record in records:
             example = render_trajectory(tokenizer, record, strategy)
-            ids, labels, spans = (torch.tensor([values], device=device)
-                                  for values in (example.input_ids, example.labels, example.span_ids))
+            ids, labels, spans = (
+                torch.tensor([values], device=device)
+                for values in (example.input_ids, example.labels, example.span_ids)
+            )
             hidden = backbone(input_ids=ids).last_hidden_state
-            result = chunked_span_loss(hidden[:, :-1], head.weight, labels[:, 1:], spans[:, 1:], weights,
-                                       bias=head.bias, chunk_size=chunk_size)
+            result = chunked_span_loss(
+                hidden[:, :-1], head.weight, labels[:, 1:], spans[:, 1:], weights, bias=head.bias, chunk_size=chunk_size
+            )
             for span, total in totals.items():
                 mask = result.span_ids == SPAN_INDEX[span]
                 total[0] += float(result.token_loss[mask].sum())
@@ -52,9 +61,14 @@ def span_metrics(model: torch.nn.Module, tokenizer: Any, records: Sequence[dict[
                 total[2] += int(mask.sum())
     model.train(was_training)
     totals["all"] = [sum(t[i] for t in totals.values()) for i in range(3)]
-    return {span: {"perplexity": math.exp(ce / count) if count else float("nan"),
-                   "accuracy": correct / count if count else float("nan"), "tokens": count}
-            for span, (ce, correct, count) in totals.items()}
+    return {
+        span: {
+            "perplexity": math.exp(ce / count) if count else float("nan"),
+            "accuracy": correct / count if count else float("nan"),
+            "tokens": count,
+        }
+        for span, (ce, correct, count) in totals.items()
+    }
 
 
 def first_move(turn_text: str, tools: set[str]) -> tuple[str, str] | None:
@@ -98,6 +112,9 @@ def first_action_agreement(policy: Any, records: Sequence[dict[str, Any]], tools
         same_tool += 1
         agree += equivalent_inputs(teacher[0], teacher[1], student[1])
     n = len(records)
-    return {"n": n, "first_turn_parsed": parsed / n if n else 0.0,
-            "first_tool_agreement": same_tool / n if n else 0.0,
-            "first_action_agreement": agree / n if n else 0.0}
+    return {
+        "n": n,
+        "first_turn_parsed": parsed / n if n else 0.0,
+        "first_tool_agreement": same_tool / n if n else 0.0,
+        "first_action_agreement": agree / n if n else 0.0,
+    }

@@ -14,9 +14,10 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from deepcoder.generation.report import dataset_report, print_report
 from deepcoder.generation.store import MANIFEST, REPORT, TRAJECTORIES, write_manifest
@@ -35,7 +36,7 @@ class Shard:
     seconds: float | None
 
     @classmethod
-    def read(cls, path: Path) -> "Shard":
+    def read(cls, path: Path) -> Shard:
         file = path / TRAJECTORIES
         if not file.is_file():
             raise FileNotFoundError(f"{file}: no trajectory file (is {path} a generate.py output_dir?)")
@@ -47,8 +48,10 @@ class Shard:
                 records.pop(record["problem_id"], None)
                 records[record["problem_id"]] = record
         except ValueError as exc:
-            raise ValueError(f"{exc}\n(a run killed mid-write leaves a torn last line: "
-                             f"rerun generate.py with output_dir={path} to repair and finish it)") from None
+            raise ValueError(
+                f"{exc}\n(a run killed mid-write leaves a torn last line: "
+                f"rerun generate.py with output_dir={path} to repair and finish it)"
+            ) from None
         manifest = _read_json(path / MANIFEST)
         report = _read_json(path / REPORT)
         return cls(path, records, manifest, report.get("seconds") if report else None)
@@ -79,8 +82,14 @@ def merge_shards(shard_dirs: Sequence[str | Path], output_dir: str | Path, overw
     got = {r["problem_id"] for r in result.records}
     missing = [pid for pid in result.expected if pid not in got]
     write_jsonl(result.records, output_dir / TRAJECTORIES)
-    write_manifest(output_dir, provider=provider, model=model, shard=0, num_shards=1,
-                   problem_ids=list(dict.fromkeys([*result.expected, *(r["problem_id"] for r in result.records)])))
+    write_manifest(
+        output_dir,
+        provider=provider,
+        model=model,
+        shard=0,
+        num_shards=1,
+        problem_ids=list(dict.fromkeys([*result.expected, *(r["problem_id"] for r in result.records)])),
+    )
     seconds = [s.seconds for s in shards if s.seconds is not None]
     report = {
         "n_problems": len(result.expected) if result.expected else None,
@@ -173,9 +182,12 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(2) from None
     print_report(f"merge: {len(args.shard_dirs)} shards → {args.output_dir}", report)
     if report["missing"] or report["missing_shards"]:
-        print(f"incomplete: {len(report['missing'])} problems missing {report['missing'][:10]}, "
-              f"shards missing {report['missing_shards']}; resume them with generate.py "
-              f"(or output_dir={args.output_dir})", file=sys.stderr)
+        print(
+            f"incomplete: {len(report['missing'])} problems missing {report['missing'][:10]}, "
+            f"shards missing {report['missing_shards']}; resume them with generate.py "
+            f"(or output_dir={args.output_dir})",
+            file=sys.stderr,
+        )
         raise SystemExit(1)
 
 

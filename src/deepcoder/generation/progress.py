@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -55,27 +56,46 @@ class RunStats:
 class GenerationProgress:
     """A context manager; call :meth:`add` with each finished record."""
 
-    def __init__(self, total: int, console: Console | None = None, log_every_s: float = 30.0,
-                 clock: Callable[[], float] = time.perf_counter) -> None:
+    def __init__(
+        self,
+        total: int,
+        console: Console | None = None,
+        log_every_s: float = 30.0,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
         self.clock = clock
         self.stats = RunStats(total=total, started=clock())
         self.console = console or default_console
         self.log_every_s = log_every_s
         self._last_log = self.stats.started
-        columns = (TextColumn("[bold]generate"), BarColumn(bar_width=12), MofNCompleteColumn(),
-                   TextColumn("[green]pass {task.fields[passed]}[/] fail {task.fields[failed]} "
-                              "[red]err {task.fields[errors]}[/] · {task.fields[tokens_per_s]:,.0f} tok/s"),
-                   TextColumn("ETA"), TimeRemainingColumn())
+        columns = (
+            TextColumn("[bold]generate"),
+            BarColumn(bar_width=12),
+            MofNCompleteColumn(),
+            TextColumn(
+                "[green]pass {task.fields[passed]}[/] fail {task.fields[failed]} "
+                "[red]err {task.fields[errors]}[/] · {task.fields[tokens_per_s]:,.0f} tok/s"
+            ),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+        )
         self._progress = Progress(*columns, console=self.console, disable=not self.console.is_terminal)
         self._task = self._progress.add_task("generate", total=total, passed=0, failed=0, errors=0, tokens_per_s=0.0)
 
     def add(self, record: dict[str, Any]) -> None:
         self.stats.add(record)
         now = self.clock()
-        self._progress.update(self._task, advance=1, passed=self.stats.passed, failed=self.stats.failed,
-                              errors=self.stats.errors, tokens_per_s=self.stats.tokens_per_s(now))
-        if not self.console.is_terminal and (now - self._last_log >= self.log_every_s
-                                             or self.stats.done == self.stats.total):
+        self._progress.update(
+            self._task,
+            advance=1,
+            passed=self.stats.passed,
+            failed=self.stats.failed,
+            errors=self.stats.errors,
+            tokens_per_s=self.stats.tokens_per_s(now),
+        )
+        if not self.console.is_terminal and (
+            now - self._last_log >= self.log_every_s or self.stats.done == self.stats.total
+        ):
             self._last_log = now
             log.info("%s", self.line(now))
 
@@ -83,10 +103,12 @@ class GenerationProgress:
         """The progress as one log line."""
         s = self.stats
         eta = s.eta_s(now)
-        return (f"generate: {s.done}/{s.total} done, {s.passed} passed, {s.failed} failed, {s.errors} errors, "
-                f"{s.tokens_per_s(now):.0f} tok/s, ETA {'?' if eta is None else f'{eta:.0f} s'}")
+        return (
+            f"generate: {s.done}/{s.total} done, {s.passed} passed, {s.failed} failed, {s.errors} errors, "
+            f"{s.tokens_per_s(now):.0f} tok/s, ETA {'?' if eta is None else f'{eta:.0f} s'}"
+        )
 
-    def __enter__(self) -> "GenerationProgress":
+    def __enter__(self) -> GenerationProgress:
         self._progress.start()
         return self
 

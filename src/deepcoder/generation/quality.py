@@ -18,7 +18,8 @@ to judge); ``n_errors`` says how many were left out.
 from __future__ import annotations
 
 import re
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 EXPLANATION_MIN_WORDS = 5
 THINK_BLOCK_RE = re.compile(r"<think>(.*?)</think>", re.DOTALL)
@@ -32,13 +33,16 @@ def has_reasoning(record: dict[str, Any]) -> bool:
 
 
 def has_think(record: dict[str, Any]) -> bool:
-    return any(match.group(1).strip() for message in _assistant_turns(record)
-               for match in THINK_BLOCK_RE.finditer(message))
+    return any(
+        match.group(1).strip() for message in _assistant_turns(record) for match in THINK_BLOCK_RE.finditer(message)
+    )
 
 
 def has_code_action(record: dict[str, Any]) -> bool:
-    return any((step.get("action") or {}).get("tool") == "python" and (step["action"].get("input") or "").strip()
-               for step in record.get("steps") or [])
+    return any(
+        (step.get("action") or {}).get("tool") == "python" and (step["action"].get("input") or "").strip()
+        for step in record.get("steps") or []
+    )
 
 
 def explanation_words(record: dict[str, Any]) -> int:

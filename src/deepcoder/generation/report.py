@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from rich.table import Table
 
@@ -24,8 +25,13 @@ _PATTERNS = (
     ("rate_limit", r"RateLimit|\b429\b|rate.?limit|quota"),
     ("too_large", r"\b413\b|TooLarge|too large|context.length"),
     ("timeout", r"Timeout|timed out"),
-    ("malformed", (r"Malformed|Empty|JSONDecodeError|ResponseValidation|empty (?:completion|content|response)"
-                   r"|truncated|Expecting value|Unterminated")),
+    (
+        "malformed",
+        (
+            r"Malformed|Empty|JSONDecodeError|ResponseValidation|empty (?:completion|content|response)"
+            r"|truncated|Expecting value|Unterminated"
+        ),
+    ),
     ("server_error", r"InternalServerError|ServiceUnavailable|\b5\d\d\b"),
     ("connection", r"Connection"),
     ("auth", r"Authentication|PermissionDenied|\b40[13]\b"),
@@ -60,21 +66,44 @@ def dataset_report(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "n_errors": sum(1 for r in records if r.get("error")),
         "pass_rate": n_passed / n if n else 0.0,
         "errors_by_kind": errors_by_kind(records),
-        "tokens": {key: sum(int((r.get("usage") or {}).get(key, 0)) for r in records)
-                   for key in ("prompt_tokens", "completion_tokens")},
+        "tokens": {
+            key: sum(int((r.get("usage") or {}).get(key, 0)) for r in records)
+            for key in ("prompt_tokens", "completion_tokens")
+        },
         "summary": summarize(records),
         "by_category": summarize_by(records, "category"),
         "by_difficulty": summarize_by(records, "difficulty"),
-        "quality": {"overall": quality(records), "by_category": quality_by(records, "category"),
-                    "by_difficulty": quality_by(records, "difficulty")},
+        "quality": {
+            "overall": quality(records),
+            "by_category": quality_by(records, "category"),
+            "by_difficulty": quality_by(records, "difficulty"),
+        },
     }
 
 
-HEADLINE = ("n_problems", "n_resumed", "n_new", "n_trajectories", "n_passed", "n_errors", "pass_rate", "seconds",
-            "trajectories_per_min", "tokens_per_s")
-QUALITY_COLUMNS = {"n": "n", "n_errors": "err", "pass_rate": "pass", "with_reasoning": "reason",
-                   "with_think": "think", "with_code_action": "code", "with_explanation": "explain",
-                   "mean_steps": "steps", "mean_tokens": "tokens"}
+HEADLINE = (
+    "n_problems",
+    "n_resumed",
+    "n_new",
+    "n_trajectories",
+    "n_passed",
+    "n_errors",
+    "pass_rate",
+    "seconds",
+    "trajectories_per_min",
+    "tokens_per_s",
+)
+QUALITY_COLUMNS = {
+    "n": "n",
+    "n_errors": "err",
+    "pass_rate": "pass",
+    "with_reasoning": "reason",
+    "with_think": "think",
+    "with_code_action": "code",
+    "with_explanation": "explain",
+    "mean_steps": "steps",
+    "mean_tokens": "tokens",
+}
 
 
 def print_report(title: str, report: dict[str, Any]) -> None:

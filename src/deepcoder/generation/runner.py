@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 from deepcoder.agent.loop import trajectory_id
 from deepcoder.core.names import SCHEMA_VERSION
@@ -35,14 +36,22 @@ from deepcoder.utils.jsonl import JsonlAppender, write_json
 
 if TYPE_CHECKING:
     from deepcoder.agent import Agent
-    from deepcoder.problems import Problem
     from deepcoder.policies.base import Policy
+    from deepcoder.problems import Problem
 
 log = logging.getLogger(__name__)
 
 
-def generate_trajectories(problems: Sequence["Problem"], teacher: "Policy", agent: "Agent", output_dir: str | Path,
-                          num_workers: int = 1, *, shard: int = 0, num_shards: int = 1) -> dict[str, Any]:
+def generate_trajectories(
+    problems: Sequence[Problem],
+    teacher: Policy,
+    agent: Agent,
+    output_dir: str | Path,
+    num_workers: int = 1,
+    *,
+    shard: int = 0,
+    num_shards: int = 1,
+) -> dict[str, Any]:
     """Run the agent with ``teacher`` on this shard's problems not yet done in ``output_dir``.
 
     Writes ``manifest.json`` (what the directory is meant to hold) before the first episode and
@@ -61,13 +70,23 @@ def generate_trajectories(problems: Sequence["Problem"], teacher: "Policy", agen
         todo = [p for p in problems if p.id not in existing or existing[p.id].get("error")]
         retried = {p.id for p in todo if p.id in existing}
         if compact(path, existing, drop=retried):
-            log.info("%s: rewritten with one record per problem, %d error records dropped to retry", path,
-                     len(retried))
-        write_manifest(output_dir, provider=teacher.provider, model=teacher.model, shard=shard,
-                       num_shards=num_shards, problem_ids=[p.id for p in problems])
-        log.info("%d problems%s: %d already done, %d to run with %d workers", len(problems),
-                 f" (shard {shard} of {num_shards})" if num_shards > 1 else "", len(problems) - len(todo),
-                 len(todo), num_workers)
+            log.info("%s: rewritten with one record per problem, %d error records dropped to retry", path, len(retried))
+        write_manifest(
+            output_dir,
+            provider=teacher.provider,
+            model=teacher.model,
+            shard=shard,
+            num_shards=num_shards,
+            problem_ids=[p.id for p in problems],
+        )
+        log.info(
+            "%d problems%s: %d already done, %d to run with %d workers",
+            len(problems),
+            f" (shard {shard} of {num_shards})" if num_shards > 1 else "",
+            len(problems) - len(todo),
+            len(todo),
+            num_workers,
+        )
         started = time.perf_counter()
         with GenerationProgress(len(todo)) as progress:
             _run_episodes(todo, teacher, agent, path, num_workers, progress)
@@ -89,16 +108,16 @@ def generate_trajectories(problems: Sequence["Problem"], teacher: "Policy", agen
     return report
 
 
-def _run_episodes(todo: Sequence["Problem"], teacher: "Policy", agent: "Agent", path: Path, num_workers: int,
-                  progress: GenerationProgress) -> None:
+def _run_episodes(
+    todo: Sequence[Problem], teacher: Policy, agent: Agent, path: Path, num_workers: int, progress: GenerationProgress
+) -> None:
     """All episodes through a thread pool; each finished record is appended the moment it is done.
 
     On Ctrl-C the queued episodes are dropped and the ones in flight are finished and kept (their
     API calls are paid for already); a second Ctrl-C abandons them too.
     """
-    with JsonlAppender(path) as out, ThreadPoolExecutor(max_workers=num_workers,
-                                                        thread_name_prefix="episode") as pool:
-        futures: dict[Future, "Problem"] = {pool.submit(agent.run, teacher, problem): problem for problem in todo}
+    with JsonlAppender(path) as out, ThreadPoolExecutor(max_workers=num_workers, thread_name_prefix="episode") as pool:
+        futures: dict[Future, Problem] = {pool.submit(agent.run, teacher, problem): problem for problem in todo}
         pending = set(futures)
 
         def keep(future: Future) -> None:
@@ -117,8 +136,9 @@ def _run_episodes(todo: Sequence["Problem"], teacher: "Policy", agent: "Agent", 
         except KeyboardInterrupt:
             pool.shutdown(wait=False, cancel_futures=True)
             in_flight = [f for f in pending if not f.cancelled()]
-            log.warning("interrupted: finishing the %d episodes in flight (Ctrl-C again to abandon them)",
-                        len(in_flight))
+            log.warning(
+                "interrupted: finishing the %d episodes in flight (Ctrl-C again to abandon them)", len(in_flight)
+            )
             for future in as_completed(in_flight):
                 if future.exception() is None or isinstance(future.exception(), Exception):
                     keep(future)
@@ -128,7 +148,7 @@ def _run_episodes(todo: Sequence["Problem"], teacher: "Policy", agent: "Agent", 
             raise
 
 
-def crashed_episode(agent: "Agent", teacher: "Policy", problem: "Problem", exc: Exception) -> dict[str, Any]:
+def crashed_episode(agent: Agent, teacher: Policy, problem: Problem, exc: Exception) -> dict[str, Any]:
     """The error record of an episode that raised (the loop itself turns policy failures into records)."""
     return {
         "schema_version": SCHEMA_VERSION,
@@ -136,8 +156,11 @@ def crashed_episode(agent: "Agent", teacher: "Policy", problem: "Problem", exc: 
         "problem_id": problem.id,
         "category": problem.category,
         "difficulty": problem.difficulty,
-        "teacher": {"provider": teacher.provider, "model": teacher.model,
-                    "fingerprint": getattr(teacher, "fingerprint", None)},
+        "teacher": {
+            "provider": teacher.provider,
+            "model": teacher.model,
+            "fingerprint": getattr(teacher, "fingerprint", None),
+        },
         "messages": agent.initial_messages(problem),
         "steps": [],
         "final_answer": None,

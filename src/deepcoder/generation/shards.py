@@ -9,7 +9,8 @@ grows. The price: shard sizes are balanced only on average (±√(N/n) or so).
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from deepcoder.problems import Problem
@@ -29,7 +30,7 @@ def check_shard(shard: int, num_shards: int) -> None:
         raise ValueError(f"shard must be in 0..{num_shards - 1} (num_shards={num_shards}), got {shard}")
 
 
-def select_shard(problems: Sequence["Problem"], shard: int, num_shards: int) -> list["Problem"]:
+def select_shard(problems: Sequence[Problem], shard: int, num_shards: int) -> list[Problem]:
     """The problems of shard ``shard`` of ``num_shards``, in their given order."""
     check_shard(shard, num_shards)
     return [p for p in problems if shard_of(p.id, num_shards) == shard]

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import fcntl
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import IO, Any, Iterable
+from typing import IO, Any
 
 from deepcoder.utils.jsonl import read_json, read_jsonl, repair_torn_tail, write_json, write_jsonl
 
@@ -29,7 +30,7 @@ class OutputLock:
         self.path = Path(output_dir) / LOCK
         self._handle: IO[str] | None = None
 
-    def __enter__(self) -> "OutputLock":
+    def __enter__(self) -> OutputLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         handle = self.path.open("a+", encoding="utf-8")
         try:
@@ -38,8 +39,10 @@ class OutputLock:
             handle.seek(0)
             holder = handle.read().strip() or "unknown"
             handle.close()
-            raise RuntimeError(f"{self.path.parent}: another generation run (pid {holder}) is writing here; "
-                               "wait for it to finish or use another output_dir") from None
+            raise RuntimeError(
+                f"{self.path.parent}: another generation run (pid {holder}) is writing here; "
+                "wait for it to finish or use another output_dir"
+            ) from None
         handle.truncate(0)
         handle.write(str(os.getpid()))
         handle.flush()
@@ -76,8 +79,10 @@ def check_same_teacher(path: str | Path, records: Iterable[dict[str, Any]], prov
     for record in records:
         written = record.get("teacher") or {}
         if (written.get("provider"), written.get("model")) != (provider, model):
-            raise ValueError(f"{path}: holds trajectories of {written.get('provider')}/{written.get('model')}, "
-                             f"not of {provider}/{model}; use another output_dir")
+            raise ValueError(
+                f"{path}: holds trajectories of {written.get('provider')}/{written.get('model')}, "
+                f"not of {provider}/{model}; use another output_dir"
+            )
 
 
 def compact(path: str | Path, latest: dict[str, dict[str, Any]], drop: set[str]) -> bool:
@@ -105,13 +110,23 @@ def check_manifest(output_dir: str | Path, shard: int, num_shards: int) -> None:
         return
     manifest = read_json(path)
     if (manifest.get("shard"), manifest.get("num_shards")) != (shard, num_shards):
-        raise ValueError(f"{path.parent}: holds shard {manifest.get('shard')} of {manifest.get('num_shards')}, "
-                         f"not shard {shard} of {num_shards}; give each shard its own output_dir "
-                         "(e.g. output_dir='outputs/gen/shard_${shard}')")
+        raise ValueError(
+            f"{path.parent}: holds shard {manifest.get('shard')} of {manifest.get('num_shards')}, "
+            f"not shard {shard} of {num_shards}; give each shard its own output_dir "
+            "(e.g. output_dir='outputs/gen/shard_${shard}')"
+        )
 
 
-def write_manifest(output_dir: str | Path, *, provider: str, model: str, shard: int, num_shards: int,
-                   problem_ids: list[str]) -> None:
+def write_manifest(
+    output_dir: str | Path, *, provider: str, model: str, shard: int, num_shards: int, problem_ids: list[str]
+) -> None:
     """What this directory is meant to hold, written before the first episode (merge checks it)."""
-    write_json(Path(output_dir) / MANIFEST, {"teacher": {"provider": provider, "model": model}, "shard": shard,
-                                             "num_shards": num_shards, "problem_ids": problem_ids})
+    write_json(
+        Path(output_dir) / MANIFEST,
+        {
+            "teacher": {"provider": provider, "model": model},
+            "shard": shard,
+            "num_shards": num_shards,
+            "problem_ids": problem_ids,
+        },
+    )

@@ -9,9 +9,10 @@ saved student always has the adapter merged into its weights, so ``student/`` lo
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from transformers import PreTrainedTokenizerFast
@@ -49,8 +50,13 @@ class LoraOptions:
     def peft_config(self):
         from peft import LoraConfig, TaskType
 
-        return LoraConfig(task_type=TaskType.CAUSAL_LM, r=self.r, lora_alpha=self.alpha,
-                          lora_dropout=self.dropout, target_modules=list(self.target_modules))
+        return LoraConfig(
+            task_type=TaskType.CAUSAL_LM,
+            r=self.r,
+            lora_alpha=self.alpha,
+            lora_dropout=self.dropout,
+            target_modules=list(self.target_modules),
+        )
 
 
 @dataclass

@@ -26,8 +26,9 @@ class PretrainedModel(TrainingOptions):
     def load(self, seed: int = 0) -> tuple[torch.nn.Module, PreTrainedTokenizerFast]:
         tokenizer = self.load_tokenizer()
         dtype = self.torch_dtype if self.torch_dtype == "auto" else getattr(torch, self.torch_dtype)
-        model = AutoModelForCausalLM.from_pretrained(self.name_or_path, dtype=dtype,
-                                                     attn_implementation=self.attn_implementation)
+        model = AutoModelForCausalLM.from_pretrained(
+            self.name_or_path, dtype=dtype, attn_implementation=self.attn_implementation
+        )
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         return model, tokenizer

@@ -45,19 +45,30 @@ def qwen_config(size: str, num_layers: int | None = None) -> Qwen2Config:
     if num_layers is not None and not 1 <= num_layers <= spec.num_layers:
         raise ValueError(f"num_layers must be in 1..{spec.num_layers} for Qwen2.5-{size}, got {num_layers}")
     config = Qwen2Config(
-        vocab_size=spec.vocab_size, hidden_size=spec.hidden_size, intermediate_size=spec.intermediate_size,
-        num_hidden_layers=num_layers or spec.num_layers, num_attention_heads=spec.num_heads,
-        num_key_value_heads=spec.num_kv_heads, hidden_act="silu", max_position_embeddings=32768,
-        initializer_range=0.02, rms_norm_eps=1e-6, rope_theta=1_000_000.0, attention_dropout=0.0,
-        use_sliding_window=False, tie_word_embeddings=spec.tie_word_embeddings,
-        bos_token_id=ENDOFTEXT_ID, eos_token_id=IM_END_ID,
+        vocab_size=spec.vocab_size,
+        hidden_size=spec.hidden_size,
+        intermediate_size=spec.intermediate_size,
+        num_hidden_layers=num_layers or spec.num_layers,
+        num_attention_heads=spec.num_heads,
+        num_key_value_heads=spec.num_kv_heads,
+        hidden_act="silu",
+        max_position_embeddings=32768,
+        initializer_range=0.02,
+        rms_norm_eps=1e-6,
+        rope_theta=1_000_000.0,
+        attention_dropout=0.0,
+        use_sliding_window=False,
+        tie_word_embeddings=spec.tie_word_embeddings,
+        bos_token_id=ENDOFTEXT_ID,
+        eos_token_id=IM_END_ID,
     )
     config._attn_implementation = "sdpa"
     return config
 
 
-def build_random_qwen(size: str, num_layers: int | None = None,
-                      seed: int = 0) -> tuple[Qwen2ForCausalLM, PreTrainedTokenizerFast]:
+def build_random_qwen(
+    size: str, num_layers: int | None = None, seed: int = 0
+) -> tuple[Qwen2ForCausalLM, PreTrainedTokenizerFast]:
     """A ``Qwen2ForCausalLM`` at Qwen2.5-``size``'s width with weights drawn from ``seed``, and
     Qwen2.5's tokenizer. Generation stops and pads as Qwen2.5-Instruct's generation config says."""
     config = qwen_config(size, num_layers)

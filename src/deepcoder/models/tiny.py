@@ -20,8 +20,10 @@ from deepcoder.utils.paths import cache_dir
 log = logging.getLogger(__name__)
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-QWEN2_PRETOKENIZE_REGEX = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|"""
-                           r"""\s*[\r\n]+|\s+(?!\S)|\s+""")
+QWEN2_PRETOKENIZE_REGEX = (
+    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|"""
+    r"""\s*[\r\n]+|\s+(?!\S)|\s+"""
+)
 CHATML_TEMPLATE = (
     "{%- for message in messages -%}"
     "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' -}}"
@@ -35,16 +37,20 @@ def tokenizer_corpus() -> list[str]:
     """Text the tiny tokenizer is trained on: the agent protocol, the sample problems and the
     standard library docstrings of the retriever's knowledge base. No HumanEval text, so the
     held-out problems stay held out."""
-    from deepcoder.protocol.prompts import TASK_TEMPLATE, observation_message, system_prompt
     from deepcoder.problems import load_sample
+    from deepcoder.protocol.prompts import TASK_TEMPLATE, observation_message, system_prompt
     from deepcoder.tools import PythonTool, RetrieveTool
     from deepcoder.tools.retriever import build_documents
 
-    protocol = [system_prompt([PythonTool, RetrieveTool]), TASK_TEMPLATE, observation_message("(no output)"),
-                "Thought: I need to implement the function. I will write it and run it on the examples "
-                "from the docstring.\nAction: python\nAction Input:\n```python\nprint(repr(f(1)))\n```\n"
-                "Thought: All outputs match the expected values. The function is complete.\n"
-                "Final Answer:\n```python\n```\nError: Traceback NameError TypeError ValueError"]
+    protocol = [
+        system_prompt([PythonTool, RetrieveTool]),
+        TASK_TEMPLATE,
+        observation_message("(no output)"),
+        "Thought: I need to implement the function. I will write it and run it on the examples "
+        "from the docstring.\nAction: python\nAction Input:\n```python\nprint(repr(f(1)))\n```\n"
+        "Thought: All outputs match the expected values. The function is complete.\n"
+        "Final Answer:\n```python\n```\nError: Traceback NameError TypeError ValueError",
+    ]
     texts = protocol * 20
     for problem in load_sample():
         texts += [problem.prompt, problem.reference_solution or "", problem.tests]
@@ -64,16 +70,29 @@ def build_tiny_tokenizer(vocab_size: int = 4096) -> PreTrainedTokenizerFast:
     # Exactly Qwen2's pipeline: a saved student reloads as ``Qwen2Tokenizer`` (its config says
     # qwen2), which rebuilds these parts; any difference would change token ids at inference.
     tokenizer.normalizer = normalizers.NFC()
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(QWEN2_PRETOKENIZE_REGEX), behavior="isolated", invert=False),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-    ])
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(QWEN2_PRETOKENIZE_REGEX), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
     tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=2, special_tokens=SPECIAL_TOKENS,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=2,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tokenizer.train_from_iterator(corpus, trainer=trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-                                   bos_token=None, unk_token=None, model_max_length=4096)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        bos_token=None,
+        unk_token=None,
+        model_max_length=4096,
+    )
     fast.chat_template = CHATML_TEMPLATE
     tmp = path.with_name(path.name + ".tmp")
     fast.save_pretrained(tmp)
@@ -101,10 +120,16 @@ class TinyModel(TrainingOptions):
     def load(self, seed: int = 0) -> tuple[torch.nn.Module, PreTrainedTokenizerFast]:
         tokenizer = self.load_tokenizer()
         config = Qwen2Config(
-            vocab_size=len(tokenizer), hidden_size=self.hidden_size, intermediate_size=self.intermediate_size,
-            num_hidden_layers=self.num_layers, num_attention_heads=self.num_heads,
-            num_key_value_heads=self.num_kv_heads, max_position_embeddings=self.max_position_embeddings,
-            tie_word_embeddings=True, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+            vocab_size=len(tokenizer),
+            hidden_size=self.hidden_size,
+            intermediate_size=self.intermediate_size,
+            num_hidden_layers=self.num_layers,
+            num_attention_heads=self.num_heads,
+            num_key_value_heads=self.num_kv_heads,
+            max_position_embeddings=self.max_position_embeddings,
+            tie_word_embeddings=True,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
             bos_token_id=None,
         )
         config._attn_implementation = "sdpa"

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from deepcoder.policies.reasoning import with_reasoning
 
@@ -41,5 +42,4 @@ class Policy(Protocol):
     provider: str
     model: str
 
-    def complete(self, messages: Sequence[Message], *, problem: "Problem") -> Completion: ...
-
+    def complete(self, messages: Sequence[Message], *, problem: Problem) -> Completion: ...

@@ -32,14 +32,15 @@ import logging
 import os
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from deepcoder.policies.base import Completion, Message
-from deepcoder.utils.text import count_words
 from deepcoder.policies.rate_limit import RateLimiter
 from deepcoder.policies.reasoning import reasoning_of, tool_calls_text, top_logprobs_of
+from deepcoder.utils.text import count_words
 
 if TYPE_CHECKING:
     from deepcoder.problems import Problem
@@ -109,17 +110,30 @@ class ChatAPITeacher:
     key_required = True
     sdk: Any = None
 
-    def __init__(self, model: str, base_url: str | None = None, max_tokens: int = 4096,
-                 temperature: float = 0.6, top_p: float | None = None, seed: int | None = 0,
-                 stop: Sequence[str] | None = ("\nObservation:",), timeout_s: float = 120.0, max_retries: int = 3,
-                 rate_limit_retries: int = 20, requests_per_minute: float | None = None,
-                 tokens_per_minute: float | None = None, min_max_tokens: int = 256, check_model: bool = True,
-                 limiter: RateLimiter | None = None) -> None:
+    def __init__(
+        self,
+        model: str,
+        base_url: str | None = None,
+        max_tokens: int = 4096,
+        temperature: float = 0.6,
+        top_p: float | None = None,
+        seed: int | None = 0,
+        stop: Sequence[str] | None = ("\nObservation:",),
+        timeout_s: float = 120.0,
+        max_retries: int = 3,
+        rate_limit_retries: int = 20,
+        requests_per_minute: float | None = None,
+        tokens_per_minute: float | None = None,
+        min_max_tokens: int = 256,
+        check_model: bool = True,
+        limiter: RateLimiter | None = None,
+    ) -> None:
         if not model:
             raise ValueError(f"teacher.model is not set: pass teacher.model=ID ({self.provider})")
         if max_tokens < 1 or min_max_tokens < 1:
-            raise ValueError(f"teacher.max_tokens and teacher.min_max_tokens must be >= 1, got "
-                             f"{max_tokens} and {min_max_tokens}")
+            raise ValueError(
+                f"teacher.max_tokens and teacher.min_max_tokens must be >= 1, got {max_tokens} and {min_max_tokens}"
+            )
         self.model = str(model)
         self.max_tokens, self.min_max_tokens = int(max_tokens), int(min_max_tokens)
         self.temperature, self.top_p, self.seed = temperature, top_p, seed
@@ -130,16 +144,22 @@ class ChatAPITeacher:
         self.limiter = limiter or RateLimiter(requests_per_minute, tokens_per_minute)
         self._estimator = _TokenEstimator(self.max_tokens)
         self.client = self.sdk.Client(  # Groq / OpenAI: both SDKs name the sync client ``Client`` too
-            api_key=self._api_key(), base_url=base_url, timeout=timeout_s, max_retries=max_retries,
-            http_client=self.sdk.DefaultHttpxClient(event_hooks={"response": [_leave_429_to_the_limiter]}))
+            api_key=self._api_key(),
+            base_url=base_url,
+            timeout=timeout_s,
+            max_retries=max_retries,
+            http_client=self.sdk.DefaultHttpxClient(event_hooks={"response": [_leave_429_to_the_limiter]}),
+        )
         if check_model:
             self.check_model()
 
     def _api_key(self) -> str:
         key = os.environ.get(self.key_env, "")
         if not key and self.key_required:
-            raise ValueError(f"{self.key_env} is not set: export it in the environment "
-                             f"(API keys are read from the environment only, never from config)")
+            raise ValueError(
+                f"{self.key_env} is not set: export it in the environment "
+                f"(API keys are read from the environment only, never from config)"
+            )
         return key or "EMPTY"  # local OpenAI-compatible servers (vLLM, Ollama) accept any key
 
     def _where(self) -> str:
@@ -154,23 +174,27 @@ class ChatAPITeacher:
             log.warning("%s has no models endpoint; not checking teacher.model=%s", self._where(), self.model)
             return
         except self.sdk.AuthenticationError as exc:
-            raise ValueError(f"{self._where()} rejected the API key in {self.key_env} "
-                             f"({exc.status_code}): check the variable") from None
+            raise ValueError(
+                f"{self._where()} rejected the API key in {self.key_env} ({exc.status_code}): check the variable"
+            ) from None
         except self.sdk.APIConnectionError as exc:
-            raise ConnectionError(f"cannot reach {self._where()} to check teacher.model={self.model!r}: "
-                                  f"{exc} (set teacher.base_url=URL?)") from None
+            raise ConnectionError(
+                f"cannot reach {self._where()} to check teacher.model={self.model!r}: {exc} (set teacher.base_url=URL?)"
+            ) from None
         if self.model not in served:
             more = f" … ({len(served)} in all)" if len(served) > SHOWN_MODELS else ""
             shown = ", ".join(served[:SHOWN_MODELS]) + more
-            raise ValueError(f"teacher.model={self.model!r} is not served by {self._where()} (misspelt, or "
-                             f"retired: providers decommission models often). Pick one it serves with "
-                             f"teacher.model=ID, for example: {shown or '(the server lists none)'}")
+            raise ValueError(
+                f"teacher.model={self.model!r} is not served by {self._where()} (misspelt, or "
+                f"retired: providers decommission models often). Pick one it serves with "
+                f"teacher.model=ID, for example: {shown or '(the server lists none)'}"
+            )
 
     def _request_options(self) -> dict[str, Any]:
         """Provider-specific request parameters (reasoning, logprobs, extra body)."""
         return {}
 
-    def complete(self, messages: Sequence[Message], *, problem: "Problem") -> Completion:
+    def complete(self, messages: Sequence[Message], *, problem: Problem) -> Completion:
         started = time.perf_counter()
         words = sum(count_words(m["content"]) for m in messages)
         max_tokens, attempt = self.max_tokens, 0
@@ -178,14 +202,16 @@ class ChatAPITeacher:
             reservation = self.limiter.acquire(self._estimator.estimate(words, max_tokens))
             try:
                 raw = self.client.chat.completions.with_raw_response.create(
-                    model=self.model, messages=list(messages), **self._sampling(max_tokens))
+                    model=self.model, messages=list(messages), **self._sampling(max_tokens)
+                )
             except self.sdk.APIStatusError as exc:
                 if exc.status_code == 429:
                     attempt += 1
                     if attempt > self.rate_limit_retries:
                         self.limiter.refund(reservation)
                         raise RateLimitRetriesExhausted(
-                            f"429 {attempt} times for one request: {_message(exc)}") from None
+                            f"429 {attempt} times for one request: {_message(exc)}"
+                        ) from None
                     self.limiter.rate_limited(reservation, exc.response.headers, attempt)
                     continue
                 self.limiter.refund(reservation)
@@ -193,8 +219,10 @@ class ChatAPITeacher:
                     continue
                 if exc.status_code == 413:
                     if max_tokens // 2 < self.min_max_tokens:
-                        raise RequestTooLarge(f"413 with max_tokens={max_tokens} (floor teacher.min_max_tokens="
-                                              f"{self.min_max_tokens}): {_message(exc)}") from None
+                        raise RequestTooLarge(
+                            f"413 with max_tokens={max_tokens} (floor teacher.min_max_tokens="
+                            f"{self.min_max_tokens}): {_message(exc)}"
+                        ) from None
                     max_tokens //= 2
                     log.info("413 request too large: retrying with max_tokens=%d", max_tokens)
                     continue
@@ -205,20 +233,35 @@ class ChatAPITeacher:
             return self._completion(raw, reservation, words, time.perf_counter() - started)
 
     def _sampling(self, max_tokens: int) -> dict[str, Any]:
-        options = {"max_tokens": max_tokens, "temperature": self.temperature, "top_p": self.top_p,
-                   "seed": self.seed, "stop": self.stop, **self._request_options()}
+        options = {
+            "max_tokens": max_tokens,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "seed": self.seed,
+            "stop": self.stop,
+            **self._request_options(),
+        }
         options = {self._renamed.get(key, key): value for key, value in options.items()}
         return {key: value for key, value in options.items() if key is not None and value is not None}
 
     def _adapt_to(self, exc: Any) -> bool:
         """Whether a 400 named a parameter this model does not take and the request can do without it."""
         param = getattr(exc, "param", None)
-        if exc.status_code != 400 or getattr(exc, "code", None) not in UNSUPPORTED_CODES \
-                or param not in ADAPTABLE or param in self._renamed:
+        if (
+            exc.status_code != 400
+            or getattr(exc, "code", None) not in UNSUPPORTED_CODES
+            or param not in ADAPTABLE
+            or param in self._renamed
+        ):
             return False
         self._renamed[param] = ADAPTABLE[param]
-        log.warning("%s does not take %s: %s from now on (%s)", self.model, param,
-                    f"sending {ADAPTABLE[param]}" if ADAPTABLE[param] else "leaving it out", _message(exc))
+        log.warning(
+            "%s does not take %s: %s from now on (%s)",
+            self.model,
+            param,
+            f"sending {ADAPTABLE[param]}" if ADAPTABLE[param] else "leaving it out",
+            _message(exc),
+        )
         return True
 
     def _completion(self, raw: Any, reservation: Any, words: int, latency_s: float) -> Completion:
@@ -243,9 +286,14 @@ class ChatAPITeacher:
         reasoning = reasoning_of(message)
         if not content and not reasoning:
             raise EmptyCompletion(f"{self.model} returned an empty completion (finish_reason={choice.finish_reason})")
-        return Completion(content, usage.prompt_tokens if usage else words,
-                          usage.completion_tokens if usage else count_words(content), latency_s,
-                          reasoning=reasoning, logprobs=top_logprobs_of(choice))
+        return Completion(
+            content,
+            usage.prompt_tokens if usage else words,
+            usage.completion_tokens if usage else count_words(content),
+            latency_s,
+            reasoning=reasoning,
+            logprobs=top_logprobs_of(choice),
+        )
 
 
 def _message(exc: Any) -> str:

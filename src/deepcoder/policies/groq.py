@@ -21,12 +21,22 @@ class GroqTeacher(ChatAPITeacher):
     key_env = "GROQ_API_KEY"
     sdk = groq
 
-    def __init__(self, model: str, *, reasoning_format: Literal["raw", "parsed", "hidden"] | None = None,
-                 include_reasoning: bool | None = None, reasoning_effort: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        model: str,
+        *,
+        reasoning_format: Literal["raw", "parsed", "hidden"] | None = None,
+        include_reasoning: bool | None = None,
+        reasoning_effort: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         self.reasoning_format, self.include_reasoning = reasoning_format, include_reasoning
         self.reasoning_effort = reasoning_effort
         super().__init__(model, **kwargs)
 
     def _request_options(self) -> dict[str, Any]:
-        return {"reasoning_format": self.reasoning_format, "include_reasoning": self.include_reasoning,
-                "reasoning_effort": self.reasoning_effort}
+        return {
+            "reasoning_format": self.reasoning_format,
+            "include_reasoning": self.include_reasoning,
+            "reasoning_effort": self.reasoning_effort,
+        }

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
@@ -27,12 +28,23 @@ class HFPolicy:
 
     provider = "hf"
 
-    def __init__(self, model: str | None, max_new_tokens: int = 512, temperature: float = 0.0, top_p: float = 1.0,
-                 stop: Sequence[str] = ("Observation:",), device: str = "auto", seed: int = 0,
-                 lm: torch.nn.Module | None = None, tokenizer: PreTrainedTokenizerBase | None = None) -> None:
+    def __init__(
+        self,
+        model: str | None,
+        max_new_tokens: int = 512,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        stop: Sequence[str] = ("Observation:",),
+        device: str = "auto",
+        seed: int = 0,
+        lm: torch.nn.Module | None = None,
+        tokenizer: PreTrainedTokenizerBase | None = None,
+    ) -> None:
         if not model:
-            raise ValueError("teacher.model is not set: pass student=DIR (a train.py output's student/ folder) "
-                             "or teacher.model=HUB_ID_OR_PATH")
+            raise ValueError(
+                "teacher.model is not set: pass student=DIR (a train.py output's student/ folder) "
+                "or teacher.model=HUB_ID_OR_PATH"
+            )
         if temperature < 0:
             raise ValueError(f"teacher.temperature must be >= 0, got {temperature}")
         self.model = str(model)
@@ -46,8 +58,9 @@ class HFPolicy:
         self._lm, self._tokenizer = lm.to(self.device).eval(), tokenizer
 
     @classmethod
-    def from_model(cls, lm: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, name: str = "in-memory",
-                   **kwargs: object) -> "HFPolicy":
+    def from_model(
+        cls, lm: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, name: str = "in-memory", **kwargs: object
+    ) -> HFPolicy:
         """Wrap an already loaded model (tests, or evaluation right after training)."""
         return cls(name, device=str(next(lm.parameters()).device), lm=lm, tokenizer=tokenizer, **kwargs)
 
@@ -63,11 +76,12 @@ class HFPolicy:
     def sampling(self) -> bool:
         return self.temperature > 0
 
-    def complete(self, messages: Sequence[Message], *, problem: "Problem", seed: int | None = None) -> Completion:
+    def complete(self, messages: Sequence[Message], *, problem: Problem, seed: int | None = None) -> Completion:
         return self.complete_batch(messages, 1, problem=problem, seed=seed)[0]
 
-    def complete_batch(self, messages: Sequence[Message], n: int, *, problem: "Problem",
-                       seed: int | None = None) -> list[Completion]:
+    def complete_batch(
+        self, messages: Sequence[Message], n: int, *, problem: Problem, seed: int | None = None
+    ) -> list[Completion]:
         """``n`` continuations of one prompt in one ``generate`` call (identical when greedy)."""
         lm, tokenizer = self._lm, self._tokenizer
         start = time.perf_counter()
@@ -77,11 +91,17 @@ class HFPolicy:
         with torch.random.fork_rng(devices=devices), torch.inference_mode():
             torch.manual_seed(self.seed if seed is None else seed)
             output = lm.generate(
-                **inputs, max_new_tokens=self.max_new_tokens, do_sample=self.sampling,
+                **inputs,
+                max_new_tokens=self.max_new_tokens,
+                do_sample=self.sampling,
                 temperature=self.temperature if self.sampling else None,
-                top_p=self.top_p if self.sampling else None, top_k=None, num_return_sequences=n,
-                eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-                stop_strings=self.stop or None, tokenizer=tokenizer,
+                top_p=self.top_p if self.sampling else None,
+                top_k=None,
+                num_return_sequences=n,
+                eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id,
+                stop_strings=self.stop or None,
+                tokenizer=tokenizer,
             )
         prompt_tokens = int(inputs["input_ids"].shape[1])
         latency = (time.perf_counter() - start) / n
@@ -89,6 +109,7 @@ class HFPolicy:
         pad = tokenizer.pad_token_id
         for row in output[:, prompt_tokens:]:  # shorter rows of a batch are padded after they stop
             generated = int((row != pad).sum()) if n > 1 and pad is not None else int(row.shape[0])
-            completions.append(Completion(tokenizer.decode(row, skip_special_tokens=True), prompt_tokens,
-                                          generated, latency))
+            completions.append(
+                Completion(tokenizer.decode(row, skip_special_tokens=True), prompt_tokens, generated, latency)
+            )
         return completions

@@ -8,7 +8,8 @@ content tokens, not a reasoning channel a server returns separately.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import openai
 
@@ -23,8 +24,9 @@ class OpenAITeacher(ChatAPITeacher):
     key_required = False
     sdk = openai
 
-    def __init__(self, model: str, *, top_logprobs: int | None = None, extra_body: Mapping[str, Any] | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, model: str, *, top_logprobs: int | None = None, extra_body: Mapping[str, Any] | None = None, **kwargs: Any
+    ) -> None:
         if top_logprobs is not None and not 0 <= top_logprobs <= 20:
             raise ValueError(f"teacher.top_logprobs must be in 0..20 (the API's range), got {top_logprobs}")
         self.top_logprobs = top_logprobs
@@ -33,5 +35,8 @@ class OpenAITeacher(ChatAPITeacher):
 
     def _request_options(self) -> dict[str, Any]:
         wants_logprobs = self.top_logprobs is not None
-        return {"logprobs": True if wants_logprobs else None, "top_logprobs": self.top_logprobs,
-                "extra_body": self.extra_body}
+        return {
+            "logprobs": True if wants_logprobs else None,
+            "top_logprobs": self.top_logprobs,
+            "extra_body": self.extra_body,
+        }

@@ -20,8 +20,8 @@ import math
 import re
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +52,10 @@ def retry_after_s(headers: Mapping[str, str]) -> float | None:
             return float(headers["retry-after-ms"]) / 1000
         except ValueError:
             pass
-    waits = [parse_duration(headers.get(name)) for name in
-             ("retry-after", "x-ratelimit-reset-tokens", "x-ratelimit-reset-requests")]
+    waits = [
+        parse_duration(headers.get(name))
+        for name in ("retry-after", "x-ratelimit-reset-tokens", "x-ratelimit-reset-requests")
+    ]
     if waits[0] is not None:
         return waits[0]
     resets = [w for w in waits[1:] if w is not None]
@@ -84,8 +86,7 @@ class Bucket:
             return 0.0
         return need / self.rate if self.rate > 0 else math.inf
 
-    def observe(self, limit: float | None, remaining: float | None, reset_s: float | None,
-                sent_through: float) -> None:
+    def observe(self, limit: float | None, remaining: float | None, reset_s: float | None, sent_through: float) -> None:
         """Follow a response's headers; ``sent_through`` is ``sent`` just after that request was reserved."""
         if limit is not None and limit > 0:
             self.capacity = limit
@@ -109,8 +110,13 @@ class Reservation:
 class RateLimiter:
     """Thread-safe; ``clock`` and ``sleep`` are injectable so long pauses are testable without waiting."""
 
-    def __init__(self, requests_per_minute: float | None = None, tokens_per_minute: float | None = None,
-                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        requests_per_minute: float | None = None,
+        tokens_per_minute: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self._clock, self._sleep = clock, sleep
         self._lock = threading.Lock()
         now = clock()
@@ -131,8 +137,9 @@ class RateLimiter:
                 now = self._clock()
                 for bucket in self.buckets.values():
                     bucket.refill(now)
-                wait = max(self.paused_until - now, self.buckets["requests"].wait_s(1),
-                           self.buckets["tokens"].wait_s(tokens))
+                wait = max(
+                    self.paused_until - now, self.buckets["requests"].wait_s(1), self.buckets["tokens"].wait_s(tokens)
+                )
                 if wait <= 0:
                     for kind, cost in (("requests", 1.0), ("tokens", tokens)):
                         self.buckets[kind].level -= cost
@@ -152,10 +159,12 @@ class RateLimiter:
             if used_tokens is not None:
                 tokens.level += reservation.tokens - used_tokens
             for kind, bucket in self.buckets.items():
-                bucket.observe(_number(headers.get(f"x-ratelimit-limit-{kind}")),
-                               _number(headers.get(f"x-ratelimit-remaining-{kind}")),
-                               parse_duration(headers.get(f"x-ratelimit-reset-{kind}")),
-                               reservation.sent_through[kind])
+                bucket.observe(
+                    _number(headers.get(f"x-ratelimit-limit-{kind}")),
+                    _number(headers.get(f"x-ratelimit-remaining-{kind}")),
+                    parse_duration(headers.get(f"x-ratelimit-reset-{kind}")),
+                    reservation.sent_through[kind],
+                )
 
     def rate_limited(self, reservation: Reservation, headers: Mapping[str, str], attempt: int) -> float:
         """A 429: refund the reservation and pause every worker; returns the pause in seconds.
@@ -164,7 +173,7 @@ class RateLimiter:
         """
         wait = retry_after_s(headers)
         if wait is None or wait <= 0:
-            wait = min(60.0, 2.0 ** attempt)
+            wait = min(60.0, 2.0**attempt)
         with self._lock:
             now = self._clock()
             self.n_rate_limited += 1

@@ -56,8 +56,6 @@ def _tool_input(arguments: str | None) -> str:
     return json.dumps(parsed)
 
 
-
-
 def top_logprobs_of(choice: Any) -> list[dict[str, Any]] | None:
     """Per generated token: ``{"token", "logprob", "top": [[token, logprob], …]}``; None when not returned.
 
@@ -68,8 +66,14 @@ def top_logprobs_of(choice: Any) -> list[dict[str, Any]] | None:
     content = getattr(getattr(choice, "logprobs", None), "content", None)
     if not content:
         return None
-    return [{"token": _token(item), "logprob": item.logprob,
-             "top": [[_token(alt), alt.logprob] for alt in (item.top_logprobs or [])]} for item in content]
+    return [
+        {
+            "token": _token(item),
+            "logprob": item.logprob,
+            "top": [[_token(alt), alt.logprob] for alt in (item.top_logprobs or [])],
+        }
+        for item in content
+    ]
 
 
 def _token(item: Any) -> str:

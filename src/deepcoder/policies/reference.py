@@ -13,11 +13,12 @@ import io
 import re
 import time
 import tokenize
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from deepcoder.protocol.prompts import OBSERVATION_PREFIX
-from deepcoder.problems import doctest_examples
 from deepcoder.policies.base import Completion, Message
+from deepcoder.problems import doctest_examples
+from deepcoder.protocol.prompts import OBSERVATION_PREFIX
 from deepcoder.utils.text import count_words
 
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ class ReferenceTeacher:
     def __init__(self, model: str = "reference-solution") -> None:
         self.model = model
 
-    def complete(self, messages: Sequence[Message], *, problem: "Problem") -> Completion:
+    def complete(self, messages: Sequence[Message], *, problem: Problem) -> Completion:
         start = time.perf_counter()
         if not problem.reference_solution:
             raise ValueError(f"{problem.id}: the reference teacher needs a reference_solution")
@@ -42,7 +43,7 @@ class ReferenceTeacher:
         return Completion(text, prompt_tokens, count_words(text), time.perf_counter() - start)
 
     @staticmethod
-    def _first_turn(problem: "Problem") -> str:
+    def _first_turn(problem: Problem) -> str:
         calls = [_without_comments(ex.source) for ex in doctest_examples(problem)]
         if calls:
             checks = "\n".join(f"print(repr({call}))" for call in calls)
@@ -51,11 +52,13 @@ class ReferenceTeacher:
             checks = 'print("defined")'
             plan = "The docstring has no examples, so I will check that the program runs."
         code = f"{problem.reference_solution.strip()}\n\n{checks}"
-        return (f"Thought: I need to implement `{problem.entry_point}`: {_summary(problem)} {plan}\n"
-                f"Action: python\nAction Input:\n```python\n{code}\n```")
+        return (
+            f"Thought: I need to implement `{problem.entry_point}`: {_summary(problem)} {plan}\n"
+            f"Action: python\nAction Input:\n```python\n{code}\n```"
+        )
 
     @staticmethod
-    def _final_turn(problem: "Problem", observation: str) -> str:
+    def _final_turn(problem: Problem, observation: str) -> str:
         wants = [ex.want.strip() for ex in doctest_examples(problem)]
         got = observation.removeprefix(OBSERVATION_PREFIX).strip().splitlines()
         if not wants:
@@ -64,8 +67,10 @@ class ReferenceTeacher:
             verdict = f"All {len(wants)} outputs match the expected values."
         else:
             verdict = "Some outputs differ from the docstring, but this is the reference solution."
-        return (f"Thought: {verdict} The function is complete.\n"
-                f"Final Answer:\n```python\n{problem.reference_solution.strip()}\n```")
+        return (
+            f"Thought: {verdict} The function is complete.\n"
+            f"Final Answer:\n```python\n{problem.reference_solution.strip()}\n```"
+        )
 
 
 def _without_comments(source: str) -> str:
@@ -77,7 +82,7 @@ def _without_comments(source: str) -> str:
         return source.strip()
 
 
-def _summary(problem: "Problem") -> str:
+def _summary(problem: Problem) -> str:
     """The docstring's first sentence, lower-cased at the start, as a statement of the task."""
     match = re.search(r'("""|\'\'\')\s*(.*?)(?:\n\s*\n|>>>|\1)', problem.prompt, re.DOTALL)
     sentence = " ".join(match.group(2).split()) if match else f"see the docstring of {problem.entry_point}"

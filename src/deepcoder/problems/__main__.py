@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from typing import Sequence
+from collections.abc import Sequence
 
 from deepcoder.problems.loaders import ProblemFormatError, load_file, load_humaneval, load_sample
 from deepcoder.problems.stats import format_stats, stats
@@ -13,8 +13,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m deepcoder.problems")
     sub = parser.add_subparsers(dest="command", required=True)
     p_stats = sub.add_parser("stats", help="print a stats table for a problem set")
-    p_stats.add_argument("which", nargs="?", default="sample",
-                         help="'sample', 'humaneval' or a path to a .jsonl/.json file")
+    p_stats.add_argument(
+        "which", nargs="?", default="sample", help="'sample', 'humaneval' or a path to a .jsonl/.json file"
+    )
     args = parser.parse_args(argv)
 
     from rich.console import Console

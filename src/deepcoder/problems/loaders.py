@@ -24,8 +24,9 @@ import gzip
 import importlib.resources
 import json
 import random
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from deepcoder.problems.problem import Problem
 
@@ -61,9 +62,8 @@ def _defines_check(tree: ast.Module) -> bool:
     for node in ast.walk(tree):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == "check":
             return True
-        if isinstance(node, ast.Assign):
-            if any(isinstance(t, ast.Name) and t.id == "check" for t in node.targets):
-                return True
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "check" for t in node.targets):
+            return True
     return False
 
 
@@ -82,8 +82,7 @@ def _record_to_problem(rec: Any, filename: str, where: int | str, source: str) -
         if field not in data or data[field] is None:
             raise _err(filename, where, f"field '{field}': missing")
         if not isinstance(data[field], str):
-            raise _err(filename, where,
-                       f"field '{field}': expected a string, got {type(data[field]).__name__}")
+            raise _err(filename, where, f"field '{field}': expected a string, got {type(data[field]).__name__}")
     for field in ("id", "entry_point", "tests", "prompt"):
         if not data[field].strip():
             raise _err(filename, where, f"field '{field}': empty")
@@ -94,18 +93,17 @@ def _record_to_problem(rec: Any, filename: str, where: int | str, source: str) -
 
     for field in ("category", "difficulty"):
         if data.get(field) is not None and not isinstance(data[field], str):
-            raise _err(filename, where,
-                       f"field '{field}': expected a string, got {type(data[field]).__name__}")
+            raise _err(filename, where, f"field '{field}': expected a string, got {type(data[field]).__name__}")
 
     reference = data.get("reference_solution")
     if reference is not None and not isinstance(reference, str):
-        raise _err(filename, where,
-                   f"field 'reference_solution': expected a string, got {type(reference).__name__}")
+        raise _err(filename, where, f"field 'reference_solution': expected a string, got {type(reference).__name__}")
     canonical = data.get("canonical_solution")
     if canonical is not None:
         if not isinstance(canonical, str):
-            raise _err(filename, where,
-                       f"field 'canonical_solution': expected a string, got {type(canonical).__name__}")
+            raise _err(
+                filename, where, f"field 'canonical_solution': expected a string, got {type(canonical).__name__}"
+            )
         if reference is None:
             reference = data["prompt"] + canonical
 
@@ -130,13 +128,14 @@ def _record_to_problem(rec: Any, filename: str, where: int | str, source: str) -
             ref_tree = ast.parse(reference)
         except SyntaxError as exc:
             raise _err(filename, where, f"field '{sol_field}': {_syntax_msg(exc)}") from None
-        names = {n.name for n in ast.walk(ref_tree)
-                 if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
-        names |= {t.id for n in ast.walk(ref_tree) if isinstance(n, ast.Assign)
-                  for t in n.targets if isinstance(t, ast.Name)}
+        names = {
+            n.name for n in ast.walk(ref_tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+        }
+        names |= {
+            t.id for n in ast.walk(ref_tree) if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)
+        }
         if entry_point not in names:
-            raise _err(filename, where,
-                       f"field '{sol_field}': does not define entry point {entry_point!r}")
+            raise _err(filename, where, f"field '{sol_field}': does not define entry point {entry_point!r}")
 
     return Problem(
         id=data["id"],
@@ -150,17 +149,17 @@ def _record_to_problem(rec: Any, filename: str, where: int | str, source: str) -
     )
 
 
-def _parse_records(
-    items: Iterable[tuple[int | str, Any]], filename: str, source: str
-) -> list[Problem]:
+def _parse_records(items: Iterable[tuple[int | str, Any]], filename: str, source: str) -> list[Problem]:
     problems: list[Problem] = []
     seen: dict[str, int | str] = {}
     for where, rec in items:
         prob = _record_to_problem(rec, filename, where, source)
         if prob.id in seen:
-            raise _err(filename, where,
-                       f"field 'id': duplicate id {prob.id!r} (first defined at "
-                       f"{_loc(filename, seen[prob.id])})")
+            raise _err(
+                filename,
+                where,
+                f"field 'id': duplicate id {prob.id!r} (first defined at {_loc(filename, seen[prob.id])})",
+            )
         seen[prob.id] = where
         problems.append(prob)
     return problems
@@ -214,8 +213,7 @@ def load_file(path: str | Path) -> list[Problem]:
         except json.JSONDecodeError as exc:
             raise _err(filename, exc.lineno, _json_error(exc)) from None
         if not isinstance(data, list):
-            raise ProblemFormatError(
-                f"{filename}: expected a JSON list of problem objects, got {type(data).__name__}")
+            raise ProblemFormatError(f"{filename}: expected a JSON list of problem objects, got {type(data).__name__}")
         items = [(f"[{i}]", rec) for i, rec in enumerate(data)]
     else:
         raise ProblemFormatError(f"{filename}: unsupported extension {suffix!r} (use .jsonl or .json)")
@@ -262,11 +260,18 @@ def load_humaneval(path: str | None = None) -> list[Problem]:
     for lineno, rec in items:
         prob = _record_to_problem(rec, filename, lineno, source="humaneval")
         canonical = rec.get("canonical_solution") or ""
-        problems.append(Problem(
-            id=prob.id, prompt=prob.prompt, entry_point=prob.entry_point, tests=prob.tests,
-            reference_solution=prob.reference_solution, category="humaneval",
-            difficulty=humaneval_difficulty(canonical), source="humaneval",
-        ))
+        problems.append(
+            Problem(
+                id=prob.id,
+                prompt=prob.prompt,
+                entry_point=prob.entry_point,
+                tests=prob.tests,
+                reference_solution=prob.reference_solution,
+                category="humaneval",
+                difficulty=humaneval_difficulty(canonical),
+                source="humaneval",
+            )
+        )
     return problems
 
 
@@ -353,5 +358,12 @@ def load_problems(
         problems = load_file(path)
     else:
         raise ValueError(f"unknown problem source {source!r}; expected one of {list(SOURCES)}")
-    return select(problems, categories=categories, difficulties=difficulties, ids=ids,
-                  limit=limit, shuffle=bool(shuffle), seed=int(seed))
+    return select(
+        problems,
+        categories=categories,
+        difficulties=difficulties,
+        ids=ids,
+        limit=limit,
+        shuffle=bool(shuffle),
+        seed=int(seed),
+    )

@@ -47,7 +47,7 @@ def prompt_docstring(prompt: str, entry_point: str) -> str:
     return ""
 
 
-def doctest_examples(problem: "Problem") -> list:
+def doctest_examples(problem: Problem) -> list:
     """``doctest.Example`` objects (``.source``, ``.want``) from the prompt's docstring.
 
     Returns [] when the docstring is not valid doctest text (a few HumanEval prompts).
@@ -55,7 +55,6 @@ def doctest_examples(problem: "Problem") -> list:
     import doctest
 
     try:
-        return doctest.DocTestParser().get_examples(
-            prompt_docstring(problem.prompt, problem.entry_point))
+        return doctest.DocTestParser().get_examples(prompt_docstring(problem.prompt, problem.entry_point))
     except ValueError:
         return []

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from deepcoder.problems.problem import Problem
 
@@ -32,8 +33,7 @@ def format_stats(st: dict[str, Any], title: str = "Problems"):
     table.add_row("total", "", str(st["count"]))
     table.add_row("with reference", "", str(st["with_reference"]))
     table.add_row("mean prompt chars", "", f"{st['mean_prompt_chars']:.1f}")
-    for key, label in (("by_category", "category"), ("by_difficulty", "difficulty"),
-                       ("by_source", "source")):
+    for key, label in (("by_category", "category"), ("by_difficulty", "difficulty"), ("by_source", "source")):
         for value, count in st[key].items():
             table.add_row(label, value, str(count))
     return table

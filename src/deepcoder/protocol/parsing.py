@@ -74,10 +74,10 @@ def truncate_at_observation(text: str) -> str:
 
 def _thought(text: str) -> str:
     think = THINK_RE.match(text)
-    rest = text[think.end():] if think else text
+    rest = text[think.end() :] if think else text
     parts = [think.group(1).strip()] if think else []
     match = THOUGHT_RE.search(rest)
-    parts.append((rest[match.end():] if match else rest).strip())
+    parts.append((rest[match.end() :] if match else rest).strip())
     return "\n".join(p for p in parts if p)
 
 
@@ -92,26 +92,41 @@ def parse_turn(raw: str, tools: frozenset[str] | set[str] = frozenset({"python",
     final = FINAL_RE.search(text, body_start)
     action = ACTION_RE.search(text, body_start)
     if final and (not action or final.start() < action.start()):
-        answer = strip_fence(text[final.end():])
+        answer = strip_fence(text[final.end() :])
         segments = [Segment(0, final.start(), "reason"), Segment(final.start(), len(text), "answer")]
         error = None if answer else "empty Final Answer"
-        return ParsedTurn(text, _thought(text[: final.start()]), final_answer=answer or None,
-                          error=error, segments=_nonempty(segments))
+        return ParsedTurn(
+            text,
+            _thought(text[: final.start()]),
+            final_answer=answer or None,
+            error=error,
+            segments=_nonempty(segments),
+        )
     if action:
         tool = action.group(1)
-        body = text[action.end():]
+        body = text[action.end() :]
         given = ACTION_INPUT_RE.search(body)
-        tool_input = strip_fence(body[given.end():]) if given else ""
+        tool_input = strip_fence(body[given.end() :]) if given else ""
         error = None
         if tool not in tools:
             error = f"unknown tool {tool!r}; use one of {sorted(tools)}"
         elif not given or not tool_input:
             error = "missing Action Input"
         segments = [Segment(0, action.start(), "reason"), Segment(action.start(), len(text), "action")]
-        return ParsedTurn(text, _thought(text[: action.start()]), tool=tool, tool_input=tool_input,
-                          error=error, segments=_nonempty(segments))
-    return ParsedTurn(text, _thought(text), error="no Action or Final Answer found",
-                      segments=_nonempty([Segment(0, len(text), "reason")]))
+        return ParsedTurn(
+            text,
+            _thought(text[: action.start()]),
+            tool=tool,
+            tool_input=tool_input,
+            error=error,
+            segments=_nonempty(segments),
+        )
+    return ParsedTurn(
+        text,
+        _thought(text),
+        error="no Action or Final Answer found",
+        segments=_nonempty([Segment(0, len(text), "reason")]),
+    )
 
 
 def _nonempty(segments: list[Segment]) -> list[Segment]:

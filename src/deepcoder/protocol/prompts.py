@@ -7,7 +7,8 @@ turn renders the same everywhere, so training and inference see identical text.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from deepcoder.tools import Tool
@@ -39,7 +40,7 @@ TASK_TEMPLATE = """Write the Python function `{entry_point}`:
 ```"""
 
 
-def system_prompt(tools: Sequence["Tool"]) -> str:
+def system_prompt(tools: Sequence[Tool]) -> str:
     """The system message: the protocol and one line per tool."""
     lines = "\n".join(f"- {tool.name}: {tool.description}" for tool in tools)
     return SYSTEM_TEMPLATE.format(tools=lines, names=", ".join(tool.name for tool in tools))

@@ -8,7 +8,8 @@ problems (``experiments/compare.py``) recomputes exactly the metrics of ``report
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from deepcoder.records.pass_at_k import mean_pass_at_k
 from deepcoder.utils.text import count_words
@@ -54,8 +55,9 @@ def reasoning_texts(record: dict[str, Any]) -> list[str]:
     turns = [m["content"] for m in record.get("messages", []) if m.get("role") == "assistant"]
     texts = []
     for step, content in zip(record.get("steps", []), turns):
-        texts.append("".join(content[start:end] for start, end, label in step.get("segments") or []
-                             if label == "reason"))
+        texts.append(
+            "".join(content[start:end] for start, end, label in step.get("segments") or [] if label == "reason")
+        )
     return texts
 
 
@@ -77,8 +79,9 @@ def episode_stats(record: dict[str, Any], count: TextSize = count_words) -> dict
     }
 
 
-def aggregate(stats_by_problem: Sequence[Sequence[dict[str, Any]]], ks: Sequence[int] = (1,),
-              unit: str = "words") -> dict[str, Any]:
+def aggregate(
+    stats_by_problem: Sequence[Sequence[dict[str, Any]]], ks: Sequence[int] = (1,), unit: str = "words"
+) -> dict[str, Any]:
     """Report metrics from per-problem lists of :func:`episode_stats` (``n`` samples each).
 
     ``pass_at_1`` and ``pass_at_k`` are the unbiased estimator averaged over problems; episode
@@ -124,8 +127,9 @@ def group_by_problem(records: Sequence[dict[str, Any]], stats: Sequence[dict[str
     return list(groups.values())
 
 
-def summarize(records: Sequence[dict[str, Any]], ks: Sequence[int] = (1,), count: TextSize = count_words,
-              unit: str = "words") -> dict[str, Any]:
+def summarize(
+    records: Sequence[dict[str, Any]], ks: Sequence[int] = (1,), count: TextSize = count_words, unit: str = "words"
+) -> dict[str, Any]:
     """Aggregate metrics over episodes (any number of samples per problem): the keys of ``report.json``."""
     stats = [episode_stats(r, count) for r in records]
     return aggregate(group_by_problem(records, stats), ks, unit)
@@ -136,5 +140,7 @@ def summarize_by(records: Sequence[dict[str, Any]], key: str) -> dict[str, dict[
     groups: dict[str, list[dict[str, Any]]] = {}
     for record in records:
         groups.setdefault(str(record.get(key)), []).append(record)
-    return {name: {"n": len(group), "pass_at_1": sum(1 for r in group if r.get("passed")) / len(group)}
-            for name, group in sorted(groups.items())}
+    return {
+        name: {"n": len(group), "pass_at_1": sum(1 for r in group if r.get("passed")) / len(group)}
+        for name, group in sorted(groups.items())
+    }

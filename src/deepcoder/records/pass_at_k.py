@@ -7,7 +7,7 @@ least one of ``k`` samples drawn without replacement passes. Written as the prod
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:

@@ -17,8 +17,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import (BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError, ValidationInfo,
-                      field_validator)
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from deepcoder.core.names import SPAN_NAMES
 
@@ -118,8 +127,10 @@ class ValidationReport:
         return not self.errors
 
     def __str__(self) -> str:
-        summary = (f"{self.path}: {self.n_records} records, {self.n_valid} valid, "
-                   f"{self.n_usable} usable (valid, no error, passed)")
+        summary = (
+            f"{self.path}: {self.n_records} records, {self.n_valid} valid, "
+            f"{self.n_usable} usable (valid, no error, passed)"
+        )
         return "\n".join([*self.errors, summary])
 
 

@@ -10,8 +10,9 @@ gives exactly the estimator of ``report.json`` on each resample (tested against
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from scipy.stats import bootstrap
@@ -37,11 +38,20 @@ def ratio_parts(groups: PerProblem, ks: Sequence[int] = (1,)) -> dict[str, tuple
     def total(key: str) -> np.ndarray:
         return np.array([sum(float(s[key]) for s in group) for group in groups])
 
-    parts = {f"pass_at_{k}": (np.array([pass_at_k(len(g), sum(s["passed"] for s in g), k) for g in groups]),
-                              np.ones(len(groups))) for k in ks}
+    parts = {
+        f"pass_at_{k}": (
+            np.array([pass_at_k(len(g), sum(s["passed"] for s in g), k) for g in groups]),
+            np.ones(len(groups)),
+        )
+        for k in ks
+    }
     parts["action_validity"] = (total("valid_turns"), total("steps"))
-    for key, source in (("mean_steps", "steps"), ("mean_reasoning", "reasoning"),
-                        ("answered_without_action", "answered_without_action"), ("final_answer_rate", "answered")):
+    for key, source in (
+        ("mean_steps", "steps"),
+        ("mean_reasoning", "reasoning"),
+        ("answered_without_action", "answered_without_action"),
+        ("final_answer_rate", "answered"),
+    ):
         parts[key] = (total(source), episodes)
     return parts
 
@@ -51,20 +61,30 @@ def _ratio(num: np.ndarray, den: np.ndarray, axis: int = -1) -> np.ndarray:
     return np.divide(num.sum(axis=axis), den_sum, out=np.zeros_like(den_sum, dtype=float), where=den_sum > 0)
 
 
-def bootstrap_ratio(num: np.ndarray, den: np.ndarray, seed: int = 0, n_resamples: int = 2000,
-                    level: float = 0.95) -> Interval:
+def bootstrap_ratio(
+    num: np.ndarray, den: np.ndarray, seed: int = 0, n_resamples: int = 2000, level: float = 0.95
+) -> Interval:
     """``Σnum/Σden`` with a percentile bootstrap CI, resampling (num, den) pairs (problems) together."""
     value = float(_ratio(num, den))
     if len(num) < 2:
         return Interval(value, math.nan, math.nan)
     if np.all(num == num[0]) and np.all(den == den[0]):  # every resample is the same: no spread
         return Interval(value, value, value)
-    result = bootstrap((num, den), _ratio, paired=True, vectorized=True, n_resamples=n_resamples,
-                       confidence_level=level, method="percentile", rng=np.random.default_rng(seed))
+    result = bootstrap(
+        (num, den),
+        _ratio,
+        paired=True,
+        vectorized=True,
+        n_resamples=n_resamples,
+        confidence_level=level,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
     return Interval(value, float(result.confidence_interval.low), float(result.confidence_interval.high))
 
 
-def bootstrap_metrics(groups: PerProblem, ks: Sequence[int] = (1,), seed: int = 0,
-                      n_resamples: int = 2000) -> dict[str, Interval]:
+def bootstrap_metrics(
+    groups: PerProblem, ks: Sequence[int] = (1,), seed: int = 0, n_resamples: int = 2000
+) -> dict[str, Interval]:
     """Every metric of :func:`ratio_parts` with its CI; one seed, so a table is reproducible."""
     return {key: bootstrap_ratio(num, den, seed, n_resamples) for key, (num, den) in ratio_parts(groups, ks).items()}

@@ -5,8 +5,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from deepcoder.reporting import plots
 from deepcoder.reporting.runs import Run, load_run
@@ -14,8 +15,14 @@ from deepcoder.reporting.table import comparison_row, markdown_table
 from deepcoder.utils.jsonl import write_json
 
 
-def compare(run_dirs: Sequence[str | Path], out: str | Path, teacher: str | Path | None = None, seed: int = 0,
-            n_resamples: int = 2000, wandb_project: str | None = None) -> dict[str, Any]:
+def compare(
+    run_dirs: Sequence[str | Path],
+    out: str | Path,
+    teacher: str | Path | None = None,
+    seed: int = 0,
+    n_resamples: int = 2000,
+    wandb_project: str | None = None,
+) -> dict[str, Any]:
     """Load every run (and the teacher's dir as run ``teacher``), write the table and plots to ``out``.
 
     Also logged to W&B when a run is active in this process, or to a new run in ``wandb_project``.
@@ -29,17 +36,24 @@ def compare(run_dirs: Sequence[str | Path], out: str | Path, teacher: str | Path
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     table = markdown_table(rows) if rows else "(no evaluations found)\n"
-    note = (f"\n95% confidence intervals: percentile bootstrap over problems ({n_resamples} resamples, seed {seed}). "
-            "TF = teacher-forced on held-out teacher trajectories.\n")
+    note = (
+        f"\n95% confidence intervals: percentile bootstrap over problems ({n_resamples} resamples, seed {seed}). "
+        "TF = teacher-forced on held-out teacher trajectories.\n"
+    )
     (out / "comparison.md").write_text(f"# Comparison\n\n{table}{note}", encoding="utf-8")
     figures = {"training_curves": plots.training_curves(runs, out / "training_curves.png")}
     if rows:
         figures["pass_at_k"] = plots.pass_at_k(rows, out / "pass_at_k.png")
         figures["failures"] = plots.failure_categories(rows, out / "failures.png")
-    result = {"rows": [_strict_json({**row, "metrics": {k: dataclasses.asdict(v) for k, v in row["metrics"].items()}})
-                       for row in rows],
-              "figures": {name: str(path) for name, path in figures.items() if path is not None},
-              "seed": seed, "n_resamples": n_resamples}
+    result = {
+        "rows": [
+            _strict_json({**row, "metrics": {k: dataclasses.asdict(v) for k, v in row["metrics"].items()}})
+            for row in rows
+        ],
+        "figures": {name: str(path) for name, path in figures.items() if path is not None},
+        "seed": seed,
+        "n_resamples": n_resamples,
+    }
     write_json(out / "comparison.json", result)
     log_to_wandb(result["rows"], result["figures"], out, wandb_project)
     return {**result, "table": table}
@@ -64,11 +78,21 @@ def log_to_wandb(rows: list[dict[str, Any]], figures: dict[str, str], out: Path,
     run = wandb.run if active else wandb.init(project=project, job_type="compare", dir=str(out))
     metrics = sorted({key for row in rows for key in row["metrics"]})
     columns = ["run", "n", "samples", *(f"{m}{part}" for m in metrics for part in ("", "_low", "_high"))]
-    data = [[row["label"], row["n"], row["samples"],
-             *(row["metrics"].get(m, {}).get(field) for m in metrics for field in ("value", "low", "high"))]
-            for row in rows]
-    run.log({"comparison": wandb.Table(columns=columns, data=data),
-             **{f"comparison/{name}": wandb.Image(path) for name, path in figures.items()}})
+    data = [
+        [
+            row["label"],
+            row["n"],
+            row["samples"],
+            *(row["metrics"].get(m, {}).get(field) for m in metrics for field in ("value", "low", "high")),
+        ]
+        for row in rows
+    ]
+    run.log(
+        {
+            "comparison": wandb.Table(columns=columns, data=data),
+            **{f"comparison/{name}": wandb.Image(path) for name, path in figures.items()},
+        }
+    )
     if not active:
         run.finish()
     return True

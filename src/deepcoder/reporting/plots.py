@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import matplotlib
 
@@ -38,12 +39,17 @@ def pass_at_k(rows: Sequence[dict[str, Any]], path: Path) -> Path:
     """pass@k against k with 95% bootstrap intervals, one line per evaluation."""
     figure, axis = plt.subplots(figsize=(5.5, 3.6))
     for row in rows:
-        points = sorted((int(key.rsplit("_", 1)[1]), interval) for key, interval in row["metrics"].items()
-                        if key.startswith("pass_at_"))
+        points = sorted(
+            (int(key.rsplit("_", 1)[1]), interval)
+            for key, interval in row["metrics"].items()
+            if key.startswith("pass_at_")
+        )
         ks = [k for k, _ in points]
         values = [i.value for _, i in points]
-        errors = [[max(i.value - i.low, 0.0) if i.low == i.low else 0.0 for _, i in points],
-                  [max(i.high - i.value, 0.0) if i.high == i.high else 0.0 for _, i in points]]
+        errors = [
+            [max(i.value - i.low, 0.0) if i.low == i.low else 0.0 for _, i in points],
+            [max(i.high - i.value, 0.0) if i.high == i.high else 0.0 for _, i in points],
+        ]
         axis.errorbar(ks, values, yerr=errors, marker="o", capsize=3, label=row["label"])
     axis.set_xlabel("k")
     axis.set_ylabel("pass@k")

@@ -84,9 +84,12 @@ def load_run(path: str | Path, name: str | None = None) -> Run:
         return Run(name, path, evaluations=[load_evaluation(path, name, "eval")])
     logs = sorted((path / "train" / "csv").glob("version_*/metrics.csv"))
     curves = read_curves(logs[-1]) if logs else {}
-    evaluations = [load_evaluation(path / split, name, split) for split in EVAL_SPLITS
-                   if (path / split / "report.json").exists()]
+    evaluations = [
+        load_evaluation(path / split, name, split) for split in EVAL_SPLITS if (path / split / "report.json").exists()
+    ]
     if not curves and not evaluations:
-        raise ValueError(f"{path}: neither train/csv/version_*/metrics.csv nor {'/'.join(EVAL_SPLITS)}/report.json "
-                         "found (expected a run directory like outputs/demo/sad)")
+        raise ValueError(
+            f"{path}: neither train/csv/version_*/metrics.csv nor {'/'.join(EVAL_SPLITS)}/report.json "
+            "found (expected a run directory like outputs/demo/sad)"
+        )
     return Run(name, path, curves, evaluations)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from deepcoder.reporting.bootstrap import Interval, bootstrap_metrics
 from deepcoder.reporting.runs import Evaluation
@@ -35,7 +36,9 @@ def comparison_row(evaluation: Evaluation, seed: int = 0, n_resamples: int = 200
         "teacher_forced": {
             **{f"ppl_{span}": teacher_forced.get("spans", {}).get(span, {}).get("perplexity") for span in TF_SPANS},
             "first_action_agreement": teacher_forced.get("first_action_agreement"),
-        } if teacher_forced else {},
+        }
+        if teacher_forced
+        else {},
     }
 
 
@@ -52,17 +55,30 @@ def _number(value: float | None) -> str:
 def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
     """A Markdown table; CIs are 95% percentile bootstrap intervals over problems."""
     ks = sorted({int(key.rsplit("_", 1)[1]) for row in rows for key in row["metrics"] if key.startswith("pass_at_")})
-    columns = ["run", "n × samples", *(f"pass@{k}" for k in ks), "action validity", "steps / episode",
-               "reasoning / episode", "answered w/o action", *(f"TF ppl {span}" for span in TF_SPANS),
-               "first-action agreement"]
+    columns = [
+        "run",
+        "n × samples",
+        *(f"pass@{k}" for k in ks),
+        "action validity",
+        "steps / episode",
+        "reasoning / episode",
+        "answered w/o action",
+        *(f"TF ppl {span}" for span in TF_SPANS),
+        "first-action agreement",
+    ]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in rows:
         metrics, tf = row["metrics"], row["teacher_forced"]
-        cells = [row["label"], f"{row['n']} × {row['samples']}",
-                 *(_cell(metrics[f"pass_at_{k}"]) if f"pass_at_{k}" in metrics else "–" for k in ks),
-                 _cell(metrics["action_validity"]), _cell(metrics["mean_steps"], 1),
-                 f"{_cell(metrics['mean_reasoning'], 1)} {row['reasoning_unit']}",
-                 _cell(metrics["answered_without_action"]),
-                 *(_number(tf.get(f"ppl_{span}")) for span in TF_SPANS), _number(tf.get("first_action_agreement"))]
+        cells = [
+            row["label"],
+            f"{row['n']} × {row['samples']}",
+            *(_cell(metrics[f"pass_at_{k}"]) if f"pass_at_{k}" in metrics else "–" for k in ks),
+            _cell(metrics["action_validity"]),
+            _cell(metrics["mean_steps"], 1),
+            f"{_cell(metrics['mean_reasoning'], 1)} {row['reasoning_unit']}",
+            _cell(metrics["answered_without_action"]),
+            *(_number(tf.get(f"ppl_{span}")) for span in TF_SPANS),
+            _number(tf.get("first_action_agreement")),
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -17,8 +17,8 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from rich.console import Console
 from rich.table import Table
@@ -37,9 +37,14 @@ def stage(script: str, *overrides: str) -> None:
     subprocess.run(command, cwd=ROOT, check=True)
 
 
-def main(out: Path = ROOT / "outputs" / "demo", losses: Sequence[str] = (HEADLINE,), heldout_limit: int = 5,
-         problem_limit: int | None = None, train_overrides: Sequence[str] = (),
-         eval_overrides: Sequence[str] = ()) -> dict:
+def main(
+    out: Path = ROOT / "outputs" / "demo",
+    losses: Sequence[str] = (HEADLINE,),
+    heldout_limit: int = 5,
+    problem_limit: int | None = None,
+    train_overrides: Sequence[str] = (),
+    eval_overrides: Sequence[str] = (),
+) -> dict:
     """Run the demo into ``out`` with one student per loss; ``problem_limit`` and the overrides
     shrink it for tests."""
     if HEADLINE not in losses or not set(losses) <= set(LOSSES):
@@ -50,20 +55,43 @@ def main(out: Path = ROOT / "outputs" / "demo", losses: Sequence[str] = (HEADLIN
     heldout = ["problems=humaneval", f"problems.limit={heldout_limit}"]
     stage("generate.py", "teacher=reference", "problems=sample", *limit, f"output_dir={out / 'generate'}")
     for loss in losses:
-        stage("train.py", "experiment=demo", "model=tiny", f"loss={loss}",
-              f"data.trajectories={out / 'generate' / 'trajectories.jsonl'}", f"output_dir={out / loss / 'train'}",
-              *train_overrides)
+        stage(
+            "train.py",
+            "experiment=demo",
+            "model=tiny",
+            f"loss={loss}",
+            f"data.trajectories={out / 'generate' / 'trajectories.jsonl'}",
+            f"output_dir={out / loss / 'train'}",
+            *train_overrides,
+        )
     # The teacher first: its held-out episodes are the teacher-forced set of the students' runs, and
     # its reasoning is counted in the students' tokens.
     teacher_episodes = out / "teacher" / "eval_heldout" / "episodes.jsonl"
-    stage("evaluate.py", "teacher=reference", *heldout, f"output_dir={teacher_episodes.parent}",
-          f"reasoning_tokenizer={out / HEADLINE / 'train' / 'student'}")
+    stage(
+        "evaluate.py",
+        "teacher=reference",
+        *heldout,
+        f"output_dir={teacher_episodes.parent}",
+        f"reasoning_tokenizer={out / HEADLINE / 'train' / 'student'}",
+    )
     for loss in losses:
         student = out / loss / "train" / "student"
-        stage("evaluate.py", f"student={student}", "problems=sample", *limit, f"output_dir={out / loss / 'eval_train'}",
-              *eval_overrides)
-        stage("evaluate.py", f"student={student}", *heldout, f"output_dir={out / loss / 'eval_heldout'}",
-              f"teacher_forced.path={teacher_episodes}", *eval_overrides)
+        stage(
+            "evaluate.py",
+            f"student={student}",
+            "problems=sample",
+            *limit,
+            f"output_dir={out / loss / 'eval_train'}",
+            *eval_overrides,
+        )
+        stage(
+            "evaluate.py",
+            f"student={student}",
+            *heldout,
+            f"output_dir={out / loss / 'eval_heldout'}",
+            f"teacher_forced.path={teacher_episodes}",
+            *eval_overrides,
+        )
     compared = _compare(out, losses)
     generated = read_json(out / "generate" / "report.json")
     runs = {loss: _run_summary(out / loss) for loss in losses}
@@ -71,8 +99,18 @@ def main(out: Path = ROOT / "outputs" / "demo", losses: Sequence[str] = (HEADLIN
     summary = {
         "n_trajectories": generated["n_trajectories"],
         "n_passed": generated["n_passed"],
-        **{key: runs[HEADLINE][key] for key in ("train_pass_at_1", "heldout_pass_at_1", "train_action_validity",
-                                                "heldout_action_validity", "loss_start", "loss_end", "train_steps")},
+        **{
+            key: runs[HEADLINE][key]
+            for key in (
+                "train_pass_at_1",
+                "heldout_pass_at_1",
+                "train_action_validity",
+                "heldout_action_validity",
+                "loss_start",
+                "loss_end",
+                "train_steps",
+            )
+        },
         "runs": runs,
         "teacher_heldout_pass_at_1": teacher["pass_at_1"],
         "compare": compared,
@@ -89,8 +127,14 @@ def _compare(out: Path, losses: Sequence[str]) -> str | None:
     if not script.exists():
         return None
     target = out / "compare"
-    stage("experiments/compare.py", *(str(out / loss) for loss in losses), "--teacher", str(out / "teacher"),
-          "--out", str(target))
+    stage(
+        "experiments/compare.py",
+        *(str(out / loss) for loss in losses),
+        "--teacher",
+        str(out / "teacher"),
+        "--out",
+        str(target),
+    )
     return str(target)
 
 
@@ -118,35 +162,52 @@ def _table(summary: dict, n_train: int, n_heldout: int) -> Table:
     table.add_column("what")
     for loss in losses:
         table.add_column(f"loss={loss}", justify="right")
-    table.add_row("trajectories generated / passed",
-                  *[f"{summary['n_trajectories']} / {summary['n_passed']}"] * len(losses))
+    table.add_row(
+        "trajectories generated / passed", *[f"{summary['n_trajectories']} / {summary['n_passed']}"] * len(losses)
+    )
     for span in ("loss", "loss_reason", "loss_action", "loss_answer"):
         key = f"train/{span}"
         if all(key in runs[loss]["loss_start"] for loss in losses):
-            table.add_row(f"training {span}, start → end",
-                          *[f"{runs[loss]['loss_start'][key]:.3f} → {runs[loss]['loss_end'][key]:.3f}"
-                            for loss in losses])
+            table.add_row(
+                f"training {span}, start → end",
+                *[f"{runs[loss]['loss_start'][key]:.3f} → {runs[loss]['loss_end'][key]:.3f}" for loss in losses],
+            )
     table.add_row("training steps", *[str(runs[loss]["train_steps"]) for loss in losses])
-    table.add_row(f"student pass@1, trained problems (n={n_train})",
-                  *[f"{runs[loss]['train_pass_at_1']:.2f}" for loss in losses])
-    table.add_row(f"student pass@1, held-out HumanEval (n={n_heldout})",
-                  *[f"{runs[loss]['heldout_pass_at_1']:.2f}" for loss in losses])
-    table.add_row("student action validity, trained / held-out",
-                  *[f"{runs[loss]['train_action_validity']:.2f} / {runs[loss]['heldout_action_validity']:.2f}"
-                    for loss in losses])
+    table.add_row(
+        f"student pass@1, trained problems (n={n_train})", *[f"{runs[loss]['train_pass_at_1']:.2f}" for loss in losses]
+    )
+    table.add_row(
+        f"student pass@1, held-out HumanEval (n={n_heldout})",
+        *[f"{runs[loss]['heldout_pass_at_1']:.2f}" for loss in losses],
+    )
+    table.add_row(
+        "student action validity, trained / held-out",
+        *[
+            f"{runs[loss]['train_action_validity']:.2f} / {runs[loss]['heldout_action_validity']:.2f}"
+            for loss in losses
+        ],
+    )
     forced = [runs[loss]["heldout_teacher_forced"] for loss in losses]
     if all(forced):
-        table.add_row("teacher-forced accuracy on held-out teacher turns, reason / action",
-                      *[f"{f['spans']['reason']['accuracy']:.2f} / {f['spans']['action']['accuracy']:.2f}"
-                        for f in forced])
-    table.add_row(f"reference teacher pass@1, held-out (n={n_heldout})",
-                  *[f"{summary['teacher_heldout_pass_at_1']:.2f}"] * len(losses))
+        table.add_row(
+            "teacher-forced accuracy on held-out teacher turns, reason / action",
+            *[f"{f['spans']['reason']['accuracy']:.2f} / {f['spans']['action']['accuracy']:.2f}" for f in forced],
+        )
+    table.add_row(
+        f"reference teacher pass@1, held-out (n={n_heldout})",
+        *[f"{summary['teacher_heldout_pass_at_1']:.2f}"] * len(losses),
+    )
     table.add_row("seconds (whole demo)", *[f"{summary['seconds']}"] * len(losses))
     return table
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--losses", nargs="+", default=[HEADLINE], choices=LOSSES,
-                        help="one student per loss (sad is always one of them)")
+    parser.add_argument(
+        "--losses",
+        nargs="+",
+        default=[HEADLINE],
+        choices=LOSSES,
+        help="one student per loss (sad is always one of them)",
+    )
     main(losses=parser.parse_args().losses)

@@ -19,8 +19,15 @@ def generate(cfg: DictConfig) -> dict[str, Any]:
     save_config(cfg, cfg.output_dir)
     teacher = instantiate(cfg.teacher)
     agent = instantiate(cfg.agent)
-    report = generate_trajectories(problems, teacher, agent, cfg.output_dir, num_workers=cfg.num_workers,
-                                   shard=cfg.shard, num_shards=cfg.num_shards)
+    report = generate_trajectories(
+        problems,
+        teacher,
+        agent,
+        cfg.output_dir,
+        num_workers=cfg.num_workers,
+        shard=cfg.shard,
+        num_shards=cfg.num_shards,
+    )
     shard = f" (shard {cfg.shard} of {cfg.num_shards})" if cfg.num_shards > 1 else ""
     print_report(f"generate: {teacher.provider}/{teacher.model}{shard} → {cfg.output_dir}", report)
     return report

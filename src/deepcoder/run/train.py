@@ -36,18 +36,29 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     student = spec.for_training(model, seed=cfg.seed)  # activation checkpointing, LoRA
     loss = instantiate(cfg.loss)
     teacher = build_teacher(loss, model, tokenizer, getattr(spec, "name", ""), cfg.data.trajectories)
-    datamodule = instantiate(cfg.data, tokenizer=tokenizer, span=instantiate(cfg.span),
-                             teacher_logprobs=loss.distills and teacher is None)  # stored top-k in the batches
+    datamodule = instantiate(
+        cfg.data, tokenizer=tokenizer, span=instantiate(cfg.span), teacher_logprobs=loss.distills and teacher is None
+    )  # stored top-k in the batches
     datamodule.setup("fit")
-    module = DistillationModule(student.model, loss, instantiate(cfg.optimizer),
-                                instantiate(cfg.scheduler) if cfg.get("scheduler") else None, teacher=teacher)
+    module = DistillationModule(
+        student.model,
+        loss,
+        instantiate(cfg.optimizer),
+        instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
+        teacher=teacher,
+    )
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     if not loggers:  # the learning-rate monitor has nowhere to write (and Lightning would refuse)
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     checkpointing = any(isinstance(c, ModelCheckpoint) for c in callbacks)
-    trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks,
-                          enable_checkpointing=checkpointing, default_root_dir=str(output_dir))
+    trainer = instantiate(
+        cfg.trainer,
+        logger=loggers or False,
+        callbacks=callbacks,
+        enable_checkpointing=checkpointing,
+        default_root_dir=str(output_dir),
+    )
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     except BaseException:
@@ -70,8 +81,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         return metrics
     student.save_pretrained(student_dir, tokenizer)
     write_json(output_dir / "metrics.json", metrics)
-    print_metrics(f"train: {metrics['model']} loss={loss.name} → {student_dir}",
-                  {"steps": metrics["steps"], "start": metrics["start"], "end": metrics["end"]})
+    print_metrics(
+        f"train: {metrics['model']} loss={loss.name} → {student_dir}",
+        {"steps": metrics["steps"], "start": metrics["start"], "end": metrics["end"]},
+    )
     return metrics
 
 
@@ -81,8 +94,9 @@ def objective(metrics: dict[str, Any], name: str) -> float:
     value = metrics["end"].get(name, metrics["final"].get(name))
     if value is None:
         known = sorted({*metrics["end"], *metrics["final"]})
-        raise ValueError(f"optimized_metric={name} was not logged (validation needs data.val_fraction > 0); "
-                       f"logged: {known}")
+        raise ValueError(
+            f"optimized_metric={name} was not logged (validation needs data.val_fraction > 0); logged: {known}"
+        )
     return float(value)
 
 
@@ -90,5 +104,7 @@ def _window_mean(history: list[dict[str, float]], first: bool, size: int = 10) -
     """Mean of each training metric over the first (or last) ``size`` steps."""
     window = history[:size] if first else history[-size:]
     keys = sorted({key for row in window for key in row})
-    return {key: round(sum(row[key] for row in window if key in row) / sum(1 for row in window if key in row), 5)
-            for key in keys}
+    return {
+        key: round(sum(row[key] for row in window if key in row) / sum(1 for row in window if key in row), 5)
+        for key in keys
+    }

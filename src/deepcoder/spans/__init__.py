@@ -1,1 +1,2 @@
-"""Records → span-labelled token sequences: chat rendering, span strategies, teacher top-k alignment, importers and views."""
+"""Records → span-labelled token sequences: chat rendering, span strategies, teacher top-k
+alignment, transcript importers and views."""

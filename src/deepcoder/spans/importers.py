@@ -28,9 +28,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from deepcoder.core.names import SCHEMA_VERSION
 from deepcoder.protocol.parsing import strip_fence
 from deepcoder.protocol.prompts import OBSERVATION_PREFIX
-from deepcoder.core.names import SCHEMA_VERSION
 from deepcoder.spans.text_spans import ReactSpans
 from deepcoder.utils.jsonl import read_jsonl, write_jsonl
 
@@ -107,16 +107,22 @@ def chat_messages(record: dict[str, Any], where: str) -> list[dict[str, str]]:
 def parse_step(content: str, observation: str | None) -> dict[str, Any]:
     """One assistant turn as a step: thought, ``action {tool, input}``, observation, segments."""
     segments = SPANS.assistant_segments({}, 0, content)
-    text = {label: "".join(content[s.start:s.end] for s in segments if s.label == label).strip()
-            for label in ("reason", "action", "answer")}
+    text = {
+        label: "".join(content[s.start : s.end] for s in segments if s.label == label).strip()
+        for label in ("reason", "action", "answer")
+    }
     call = CALL_RE.match(text["action"]) or NAMED_RE.match(text["action"])
     action = None
     if call:
         given = call.group("input") or ""
         action = {"tool": call.group("tool"), "input": given if call.re is CALL_RE else strip_fence(given)}
-    return {"thought": THOUGHT_RE.sub("", text["reason"]), "action": action, "observation": observation,
-            "final_answer": strip_fence(FINAL_RE.sub("", text["answer"])) if text["answer"] else None,
-            "segments": [list(dataclasses.astuple(s)) for s in segments]}
+    return {
+        "thought": THOUGHT_RE.sub("", text["reason"]),
+        "action": action,
+        "observation": observation,
+        "final_answer": strip_fence(FINAL_RE.sub("", text["answer"])) if text["answer"] else None,
+        "segments": [list(dataclasses.astuple(s)) for s in segments],
+    }
 
 
 def to_trajectory(messages: list[dict[str, str]], source: Path, index: int) -> dict[str, Any]:
@@ -126,8 +132,11 @@ def to_trajectory(messages: list[dict[str, str]], source: Path, index: int) -> d
         if message["role"] == "assistant":
             after = messages[i + 1] if i + 1 < len(messages) else None
             observed = after is not None and after["role"] == "user" and after["content"].startswith(OBSERVATION_PREFIX)
-            steps.append(parse_step(message["content"],
-                                    after["content"][len(OBSERVATION_PREFIX):].strip() if observed else None))
+            steps.append(
+                parse_step(
+                    message["content"], after["content"][len(OBSERVATION_PREFIX) :].strip() if observed else None
+                )
+            )
     final_answer = None
     for step in steps:
         final_answer = step.pop("final_answer") or final_answer

@@ -14,8 +14,8 @@ from typing import Any
 
 from transformers import PreTrainedTokenizerBase
 
-from deepcoder.protocol.prompts import OBSERVATION_PREFIX
 from deepcoder.core.names import IGNORE_INDEX, SPAN_INDEX, TRAINED_SPANS
+from deepcoder.protocol.prompts import OBSERVATION_PREFIX
 from deepcoder.spans.labels import LabelledTokens, SpanStrategy
 from deepcoder.spans.teacher_topk import TeacherTopK, align_teacher
 from deepcoder.spans.token_map import TokenMap
@@ -38,8 +38,9 @@ class RenderedExample:
     def truncated(self, length: int) -> RenderedExample:
         """The first ``length`` tokens (and the teacher's top-k among them)."""
         teacher = None if self.teacher is None else self.teacher.truncated(length)
-        return RenderedExample(self.trajectory_id, self.input_ids[:length], self.labels[:length],
-                               self.span_ids[:length], teacher)
+        return RenderedExample(
+            self.trajectory_id, self.input_ids[:length], self.labels[:length], self.span_ids[:length], teacher
+        )
 
 
 def message_starts(text: str, messages: list[dict[str, str]], where: str = "?") -> list[int]:
@@ -48,15 +49,23 @@ def message_starts(text: str, messages: list[dict[str, str]], where: str = "?") 
     for index, message in enumerate(messages):
         start = text.find(message["content"], cursor)
         if start < 0:
-            raise ValueError(f"trajectory {where}: message {index} "
-                             "not found in the rendered chat (does the chat template alter content?)")
+            raise ValueError(
+                f"trajectory {where}: message {index} "
+                "not found in the rendered chat (does the chat template alter content?)"
+            )
         starts.append(start)
         cursor = start + len(message["content"])
     return starts
 
 
-def character_labels(text: str, messages: list[dict[str, str]], starts: list[int], record: dict[str, Any],
-                     strategy: SpanStrategy, end_of_turn: str) -> list[int]:
+def character_labels(
+    text: str,
+    messages: list[dict[str, str]],
+    starts: list[int],
+    record: dict[str, Any],
+    strategy: SpanStrategy,
+    end_of_turn: str,
+) -> list[int]:
     """A span index for every character of the rendered ``text`` (``starts``: :func:`message_starts`)."""
     labels = [SPAN_INDEX["prompt"]] * len(text)
     turn = 0
@@ -66,10 +75,11 @@ def character_labels(text: str, messages: list[dict[str, str]], starts: list[int
         if message["role"] == "assistant":
             segments = strategy.assistant_segments(record, turn, content)
             for segment in segments:
-                labels[start + segment.start:start + segment.end] = \
-                    [SPAN_INDEX[segment.label]] * (segment.end - segment.start)
+                labels[start + segment.start : start + segment.end] = [SPAN_INDEX[segment.label]] * (
+                    segment.end - segment.start
+                )
             if segments and text.startswith(end_of_turn, end):
-                labels[end:end + len(end_of_turn)] = [SPAN_INDEX[segments[-1].label]] * len(end_of_turn)
+                labels[end : end + len(end_of_turn)] = [SPAN_INDEX[segments[-1].label]] * len(end_of_turn)
             turn += 1
         elif message["role"] == "user" and index > 1 and content.startswith(OBSERVATION_PREFIX):
             labels[start:end] = [SPAN_INDEX["observation"]] * len(content)
@@ -88,8 +98,13 @@ def label_tokens(tokenizer: PreTrainedTokenizerBase, record: dict[str, Any], str
     return LabelledTokens(list(encoding["input_ids"]), offsets, span_ids, char_spans, starts)
 
 
-def render_trajectory(tokenizer: PreTrainedTokenizerBase, record: dict[str, Any], strategy: SpanStrategy,
-                      max_length: int | None = None, token_map: TokenMap | None = None) -> RenderedExample:
+def render_trajectory(
+    tokenizer: PreTrainedTokenizerBase,
+    record: dict[str, Any],
+    strategy: SpanStrategy,
+    max_length: int | None = None,
+    token_map: TokenMap | None = None,
+) -> RenderedExample:
     """Token ids, training labels and span ids of one trajectory record; with ``token_map``, also the
     teacher's stored top-k logprobs aligned with the tokens (:mod:`deepcoder.spans.teacher_topk`)."""
     tokens = label_tokens(tokenizer, record, strategy)

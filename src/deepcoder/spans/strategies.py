@@ -12,7 +12,6 @@ from deepcoder.core.names import SPAN_INDEX
 from deepcoder.protocol.parsing import Segment, parse_turn
 
 
-
 class StructuredSpans:
     """Exact labels from the character segments the agent recorded for each step.
 

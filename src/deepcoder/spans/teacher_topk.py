@@ -137,14 +137,22 @@ def align_teacher(tokens: LabelledTokens, record: dict[str, Any], token_map: Tok
     return _sparse(rows, counts)
 
 
-def _mismatch(record: dict[str, Any], turn: int, entries: list[dict[str, Any]], student: list[int],
-              matched: dict[int, int], token_map: TokenMap) -> str:
+def _mismatch(
+    record: dict[str, Any],
+    turn: int,
+    entries: list[dict[str, Any]],
+    student: list[int],
+    matched: dict[int, int],
+    token_map: TokenMap,
+) -> str:
     """Where a step's tokens first stop aligning: the teacher's tokens there and the student's."""
     gap = next((j for j in range(len(entries)) if j not in matched), len(entries))
     after = max((b + 1 for j, b in matched.items() if j < gap), default=0)
-    student_tokens = [token_map.tokenizer.decode([index]) for index in student[after:after + 5]]
-    return (f"trajectory {record.get('trajectory_id', '?')} step {turn}, teacher token {gap}: the teacher has "
-            f"{[entry['token'] for entry in entries[gap:gap + 5]]} where the student has {student_tokens}")
+    student_tokens = [token_map.tokenizer.decode([index]) for index in student[after : after + 5]]
+    return (
+        f"trajectory {record.get('trajectory_id', '?')} step {turn}, teacher token {gap}: the teacher has "
+        f"{[entry['token'] for entry in entries[gap : gap + 5]]} where the student has {student_tokens}"
+    )
 
 
 def _top_k(entry: dict[str, Any], chosen: int, token_map: TokenMap, counts: AlignmentCounts) -> dict[int, float]:
@@ -172,23 +180,27 @@ def _sparse(rows: dict[int, dict[int, float]], counts: AlignmentCounts) -> Teach
     logprobs = torch.full((len(positions), k), float("-inf"))
     for n, position in enumerate(positions):
         ranked = sorted(rows[position].items(), key=lambda item: -item[1])
-        ids[n, :len(ranked)] = torch.tensor([index for index, _ in ranked])
-        logprobs[n, :len(ranked)] = torch.tensor([logprob for _, logprob in ranked])
+        ids[n, : len(ranked)] = torch.tensor([index for index, _ in ranked])
+        logprobs[n, : len(ranked)] = torch.tensor([logprob for _, logprob in ranked])
     return TeacherTopK(torch.tensor(positions, dtype=torch.long), ids, logprobs, counts)
 
 
 def check_alignment(counts: AlignmentCounts, where: str) -> None:
     """Refuse logprobs that did not come from the student's tokenizer, or that do not exist."""
     if not counts.steps:
-        raise ValueError(f"{where}: no step carries top-k logprobs (generate with teacher=openai "
-                         "teacher.top_logprobs=k, or give the loss a live teacher)")
+        raise ValueError(
+            f"{where}: no step carries top-k logprobs (generate with teacher=openai "
+            "teacher.top_logprobs=k, or give the loss a live teacher)"
+        )
     if counts.aligned_share < ALIGNMENT_FLOOR or counts.mapped_share < MAPPED_FLOOR:
-        raise ValueError(f"{where}: the stored logprobs do not match the student's tokenizer: "
-                         f"{counts.aligned_share:.1%} of {counts.comparable} tokens align (need "
-                         f"{ALIGNMENT_FLOOR:.0%}) and {counts.mapped_share:.1%} of {counts.alternatives} top-k "
-                         f"alternatives are student tokens (need {MAPPED_FLOOR:.0%}); e.g. {counts.example or '-'}. "
-                         "Token-level distillation needs one shared vocabulary: generate with a teacher of the "
-                         "student's family, or use loss=sad")
+        raise ValueError(
+            f"{where}: the stored logprobs do not match the student's tokenizer: "
+            f"{counts.aligned_share:.1%} of {counts.comparable} tokens align (need "
+            f"{ALIGNMENT_FLOOR:.0%}) and {counts.mapped_share:.1%} of {counts.alternatives} top-k "
+            f"alternatives are student tokens (need {MAPPED_FLOOR:.0%}); e.g. {counts.example or '-'}. "
+            "Token-level distillation needs one shared vocabulary: generate with a teacher of the "
+            "student's family, or use loss=sad"
+        )
 
 
 def batch_tensors(rows: list[list[tuple[TeacherTopK, int]]], length: int) -> dict[str, torch.Tensor]:
@@ -199,6 +211,6 @@ def batch_tensors(rows: list[list[tuple[TeacherTopK, int]]], length: int) -> dic
     logprobs = torch.full((len(rows), length, k), float("-inf"))
     for b, row in enumerate(rows):
         for part, offset in row:
-            ids[b, part.positions + offset, :part.k] = part.ids
-            logprobs[b, part.positions + offset, :part.k] = part.logprobs
+            ids[b, part.positions + offset, : part.k] = part.ids
+            logprobs[b, part.positions + offset, : part.k] = part.logprobs
     return {"teacher_ids": ids, "teacher_logprobs": logprobs}

@@ -40,8 +40,9 @@ def merged(segments: list[Segment], merge_answer: bool) -> list[Segment]:
     """Relabel ``answer`` as ``action`` when ``merge_answer`` (the SAD paper's [ACT] span)."""
     if not merge_answer:
         return segments
-    return tile(segments[-1].end if segments else 0,
-                [(s.start, "action" if s.label == "answer" else s.label) for s in segments])
+    return tile(
+        segments[-1].end if segments else 0, [(s.start, "action" if s.label == "answer" else s.label) for s in segments]
+    )
 
 
 class ReactSpans:
@@ -58,21 +59,33 @@ class ReactSpans:
 
     name = "react"
 
-    def __init__(self, merge_answer: bool = False, thought: str = r"^Thought(?: \d+)?:",
-                 action: str = r"^Action(?: Input)?(?: \d+)?:", final_answer: str = r"^Final Answer:",
-                 observation: str = r"^Observation(?: \d+)?:") -> None:
+    def __init__(
+        self,
+        merge_answer: bool = False,
+        thought: str = r"^Thought(?: \d+)?:",
+        action: str = r"^Action(?: Input)?(?: \d+)?:",
+        final_answer: str = r"^Final Answer:",
+        observation: str = r"^Observation(?: \d+)?:",
+    ) -> None:
         self.merge_answer = merge_answer
-        self.patterns = {label: re.compile(pattern, re.MULTILINE) for label, pattern in
-                         (("reason", thought), ("action", action), ("answer", final_answer),
-                          ("observation", observation))}
+        self.patterns = {
+            label: re.compile(pattern, re.MULTILINE)
+            for label, pattern in (
+                ("reason", thought),
+                ("action", action),
+                ("answer", final_answer),
+                ("observation", observation),
+            )
+        }
 
     def assistant_segments(self, record: dict[str, Any], turn: int, content: str) -> list[Segment]:
         think = THINK_RE.match(content)
         body = think.end() if think else 0
-        marks = sorted((m.start(), label) for label, pattern in self.patterns.items()
-                       for m in pattern.finditer(content, body))
+        marks = sorted(
+            (m.start(), label) for label, pattern in self.patterns.items() for m in pattern.finditer(content, body)
+        )
         answer = next((i for i, (_, label) in enumerate(marks) if label == "answer"), len(marks))
-        return merged(tile(len(content), [(0, "reason"), *marks[:answer + 1]]), self.merge_answer)
+        return merged(tile(len(content), [(0, "reason"), *marks[: answer + 1]]), self.merge_answer)
 
 
 class ThinkSpans:
@@ -89,9 +102,12 @@ class ThinkSpans:
 
     def __init__(self, merge_answer: bool = False, final_answer: str = r"^Final Answer:") -> None:
         self.merge_answer = merge_answer
-        self.pattern = re.compile(r"(?P<reason><think>.*?(?:</think>\s*|\Z))"
-                                  r"|(?P<action>```.*?(?:```[^\n]*\n?|\Z))"
-                                  rf"|(?P<answer>{final_answer})", re.DOTALL | re.MULTILINE)
+        self.pattern = re.compile(
+            r"(?P<reason><think>.*?(?:</think>\s*|\Z))"
+            r"|(?P<action>```.*?(?:```[^\n]*\n?|\Z))"
+            rf"|(?P<answer>{final_answer})",
+            re.DOTALL | re.MULTILINE,
+        )
 
     def assistant_segments(self, record: dict[str, Any], turn: int, content: str) -> list[Segment]:
         marks = [(0, "reason")]

@@ -46,24 +46,28 @@ class TokenMap:
     def _ids_by_bytes(self) -> dict[bytes, int]:
         """Every token's bytes → its id (a regular token wins a clash with a special one: it comes later)."""
         vocab = self.tokenizer.get_vocab()
-        ordered = [*((t, i) for t, i in vocab.items() if t in self._added),
-                   *((t, i) for t, i in vocab.items() if t not in self._added)]
+        ordered = [
+            *((t, i) for t, i in vocab.items() if t in self._added),
+            *((t, i) for t, i in vocab.items() if t not in self._added),
+        ]
         return {self.token_bytes(token): index for token, index in ordered}
 
     def id_of(self, token: str) -> int | None:
         """The student id of one server token string, or None when it has none."""
         if token.startswith(TOKEN_ID_PREFIX):
-            index = int(token[len(TOKEN_ID_PREFIX):])
+            index = int(token[len(TOKEN_ID_PREFIX) :])
             return index if 0 <= index < self.vocab_size else None
         if token.startswith(BYTES_PREFIX):
-            return self._by_bytes(bytes.fromhex(token[len(BYTES_PREFIX):]))
+            return self._by_bytes(bytes.fromhex(token[len(BYTES_PREFIX) :]))
         if "\ufffd" in token:
             return None  # a partial UTF-8 character decoded lossily: its bytes are gone
         return self._by_bytes(token.encode("utf-8"))
 
     def _by_bytes(self, data: bytes) -> int | None:
         if not self.byte_level:
-            raise ValueError(f"stored logprobs name tokens by their text, and the student's tokenizer "
-                             f"({type(self.tokenizer).__name__}) is not byte-level BPE, so text cannot be mapped "
-                             "to its ids: regenerate with teacher.extra_body.return_tokens_as_token_ids=true (vLLM)")
+            raise ValueError(
+                f"stored logprobs name tokens by their text, and the student's tokenizer "
+                f"({type(self.tokenizer).__name__}) is not byte-level BPE, so text cannot be mapped "
+                "to its ids: regenerate with teacher.extra_body.return_tokens_as_token_ids=true (vLLM)"
+            )
         return self._ids_by_bytes.get(data)

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import html
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from rich.table import Table
 from rich.text import Text
@@ -26,8 +27,7 @@ from deepcoder.spans.strategies import StructuredSpans
 from deepcoder.spans.text_spans import ReactSpans, ThinkSpans
 
 STRATEGIES = {"structured": StructuredSpans, "react": ReactSpans, "think": ThinkSpans}
-COLOURS = {"prompt": "#8a8a8a", "reason": "#3b8eea", "action": "#23a55a", "observation": "#d7a400",
-           "answer": "#c850c0"}
+COLOURS = {"prompt": "#8a8a8a", "reason": "#3b8eea", "action": "#23a55a", "observation": "#d7a400", "answer": "#c850c0"}
 BOUNDARY_NOTE = "underlined: a token that straddles two spans (labelled by its first character)"
 
 
@@ -62,7 +62,7 @@ def token_texts(tokenizer, ids: Sequence[int]) -> list[str]:
     token that completes it (the others get ``""``), so the texts concatenate to the decoded ids."""
     texts, pending = [], 0
     for i in range(len(ids)):
-        piece = tokenizer.decode(ids[pending:i + 1])
+        piece = tokenizer.decode(ids[pending : i + 1])
         if piece.endswith("\ufffd") and i + 1 < len(ids):
             texts.append("")
             continue
@@ -74,9 +74,10 @@ def token_texts(tokenizer, ids: Sequence[int]) -> list[str]:
 def render_tokens(tokenizer, record: dict[str, Any], strategy: SpanStrategy) -> list[Token]:
     """Every token of the rendered trajectory with its span label and boundary flag."""
     tokens = label_tokens(tokenizer, record, strategy)
-    return [Token(piece, SPAN_NAMES[span], len(set(tokens.char_spans[start:end])) > 1)
-            for piece, span, (start, end) in zip(token_texts(tokenizer, tokens.input_ids), tokens.span_ids,
-                                                 tokens.offsets)]
+    return [
+        Token(piece, SPAN_NAMES[span], len(set(tokens.char_spans[start:end])) > 1)
+        for piece, span, (start, end) in zip(token_texts(tokenizer, tokens.input_ids), tokens.span_ids, tokens.offsets)
+    ]
 
 
 def to_rich(tokens: Sequence[Token]) -> Text:
@@ -95,8 +96,9 @@ def summary_table(tokens: Sequence[Token]) -> Table:
         table.add_column(column, justify="left" if column == "span" else "right")
     for name in SPAN_NAMES:
         boundary = sum(t.boundary for t in tokens if t.span == name)
-        table.add_row(Text(name, style=COLOURS[name]), str(counts[name]), str(boundary),
-                      "yes" if name in TRAINED_SPANS else "no")
+        table.add_row(
+            Text(name, style=COLOURS[name]), str(counts[name]), str(boundary), "yes" if name in TRAINED_SPANS else "no"
+        )
     table.add_row("total", str(len(tokens)), str(sum(t.boundary for t in tokens)), "")
     return table
 
@@ -105,8 +107,12 @@ def to_html(tokens: Sequence[Token]) -> str:
     """The coloured view as one HTML fragment: a legend with counts, then the tokens."""
     counts = Counter(t.span for t in tokens)
     legend = " · ".join(f'<span style="color:{COLOURS[s]}">■ {s} ({counts[s]})</span>' for s in SPAN_NAMES)
-    body = "".join(f'<span title="{t.span}" style="color:{COLOURS[t.span]}'
-                   f'{";text-decoration:underline" if t.boundary else ""}">{html.escape(t.text)}</span>'
-                   for t in tokens)
-    return (f'<div class="deepcoder-show"><div>{legend}<br><small>{BOUNDARY_NOTE}</small></div>'
-            f'<pre style="white-space:pre-wrap">{body}</pre></div>')
+    body = "".join(
+        f'<span title="{t.span}" style="color:{COLOURS[t.span]}'
+        f'{";text-decoration:underline" if t.boundary else ""}">{html.escape(t.text)}</span>'
+        for t in tokens
+    )
+    return (
+        f'<div class="deepcoder-show"><div>{legend}<br><small>{BOUNDARY_NOTE}</small></div>'
+        f'<pre style="white-space:pre-wrap">{body}</pre></div>'
+    )

@@ -27,9 +27,10 @@ import json
 import math
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Sequence
+from typing import Any
 
 FAULTS = ("429", "500", "413", "timeout", "truncated", "empty")
 
@@ -85,9 +86,11 @@ class _Bucket:
 
     def headers(self, kind: str) -> dict[str, str]:
         reset = (self.capacity - self.level) / self.rate
-        return {f"x-ratelimit-limit-{kind}": str(int(self.capacity)),
-                f"x-ratelimit-remaining-{kind}": str(max(0, int(self.level))),
-                f"x-ratelimit-reset-{kind}": f"{reset:.3f}s"}
+        return {
+            f"x-ratelimit-limit-{kind}": str(int(self.capacity)),
+            f"x-ratelimit-remaining-{kind}": str(max(0, int(self.level))),
+            f"x-ratelimit-reset-{kind}": f"{reset:.3f}s",
+        }
 
 
 @dataclass
@@ -110,11 +113,19 @@ class Stats:
 class ChatServer:
     """Use as a context manager; ``api_key`` (if given) is required as ``Authorization: Bearer``."""
 
-    def __init__(self, script: Script | None = None, models: Sequence[str] = ("openai/gpt-oss-120b", "test-model"),
-                 latency_s: float = 0.0, requests_per_minute: float | None = None,
-                 tokens_per_minute: float | None = None, bucket_s: float = 60.0, api_key: str | None = None,
-                 fingerprint: str = "fp_test", logprobs: LogprobSource | None = None,
-                 unsupported: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        script: Script | None = None,
+        models: Sequence[str] = ("openai/gpt-oss-120b", "test-model"),
+        latency_s: float = 0.0,
+        requests_per_minute: float | None = None,
+        tokens_per_minute: float | None = None,
+        bucket_s: float = 60.0,
+        api_key: str | None = None,
+        fingerprint: str = "fp_test",
+        logprobs: LogprobSource | None = None,
+        unsupported: Sequence[str] = (),
+    ) -> None:
         self.script = script or turn_script()
         self.unsupported = tuple(unsupported)
         self.logprobs = logprobs or _synthetic_logprobs
@@ -123,9 +134,11 @@ class ChatServer:
         self._faults: collections.deque[Fault] = collections.deque()
         self._lock = threading.Lock()
         now = time.monotonic()
-        self._buckets = {kind: _Bucket(per_min * bucket_s / 60, per_min / 60, per_min * bucket_s / 60, now)
-                         for kind, per_min in (("requests", requests_per_minute), ("tokens", tokens_per_minute))
-                         if per_min}
+        self._buckets = {
+            kind: _Bucket(per_min * bucket_s / 60, per_min / 60, per_min * bucket_s / 60, now)
+            for kind, per_min in (("requests", requests_per_minute), ("tokens", tokens_per_minute))
+            if per_min
+        }
         self._http = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self._http.daemon_threads = True
         self._thread = threading.Thread(target=self._http.serve_forever, name="chat-server", daemon=True)
@@ -140,7 +153,7 @@ class ChatServer:
     def openai_url(self) -> str:
         return f"{self.url}/v1"
 
-    def __enter__(self) -> "ChatServer":
+    def __enter__(self) -> ChatServer:
         self._thread.start()
         return self
 
@@ -179,23 +192,37 @@ class ChatServer:
         rejected = next((name for name in self.unsupported if name in body), None)
         if rejected:
             advice = " Use 'max_completion_tokens' instead." if rejected == "max_tokens" else ""
-            return 400, {}, _error(f"Unsupported parameter: '{rejected}' is not supported with this model.{advice}",
-                                   param=rejected, code="unsupported_parameter")
+            return (
+                400,
+                {},
+                _error(
+                    f"Unsupported parameter: '{rejected}' is not supported with this model.{advice}",
+                    param=rejected,
+                    code="unsupported_parameter",
+                ),
+            )
         fault = self._next_fault()
         if fault and fault.kind in ("429", "500", "413"):
             retry = {"retry-after": f"{fault.retry_after if fault.retry_after is not None else 1:g}"}
-            message = {"429": "Rate limit reached (injected). Please try again later.",
-                       "500": "Internal server error (injected).",
-                       "413": "Request too large (injected): please reduce your message size and try again."}
+            message = {
+                "429": "Rate limit reached (injected). Please try again later.",
+                "500": "Internal server error (injected).",
+                "413": "Request too large (injected): please reduce your message size and try again.",
+            }
             return int(fault.kind), retry if fault.kind == "429" else {}, _error(message[fault.kind])
         reply = Reply("") if fault and fault.kind == "empty" else self.script(body)
         prompt = sum(count_tokens(str(m.get("content") or "")) for m in body.get("messages", []))
         completion = count_tokens((reply.content or "") + (reply.reasoning or ""))
         wait, headers = self._admit(prompt + completion)
         if wait > 0:
-            return 429, {**headers, "retry-after": f"{wait:.3f}"}, _error(
-                f"Rate limit reached for model `{body.get('model')}`: Requested {prompt + completion}. "
-                f"Please try again in {wait:.3f}s.")
+            return (
+                429,
+                {**headers, "retry-after": f"{wait:.3f}"},
+                _error(
+                    f"Rate limit reached for model `{body.get('model')}`: Requested {prompt + completion}. "
+                    f"Please try again in {wait:.3f}s."
+                ),
+            )
         time.sleep(fault.delay_s if fault and fault.kind == "timeout" else self.latency_s)
         payload = json.dumps(self._response(body, reply, prompt, completion)).encode()
         if fault and fault.kind == "truncated":
@@ -207,24 +234,31 @@ class ChatServer:
         if reply.reasoning is not None:
             message[reply.reasoning_field] = reply.reasoning
         if reply.tool_calls:
-            message["tool_calls"] = [{"id": f"call_{i}", "type": "function",
-                                      "function": {"name": name, "arguments": arguments}}
-                                     for i, (name, arguments) in enumerate(reply.tool_calls)]
+            message["tool_calls"] = [
+                {"id": f"call_{i}", "type": "function", "function": {"name": name, "arguments": arguments}}
+                for i, (name, arguments) in enumerate(reply.tool_calls)
+            ]
         choice: dict[str, Any] = {"index": 0, "message": message, "finish_reason": "stop", "logprobs": None}
         if body.get("logprobs"):
-            choice["logprobs"] = {"content": self.logprobs(body.get("messages", []), reply,
-                                                           int(body.get("top_logprobs") or 0))}
-        return {"id": "chatcmpl-test", "object": "chat.completion", "created": int(time.time()),
-                "model": body.get("model"), "system_fingerprint": self.fingerprint, "choices": [choice],
-                "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
-                          "total_tokens": prompt + completion}}
+            choice["logprobs"] = {
+                "content": self.logprobs(body.get("messages", []), reply, int(body.get("top_logprobs") or 0))
+            }
+        return {
+            "id": "chatcmpl-test",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model"),
+            "system_fingerprint": self.fingerprint,
+            "choices": [choice],
+            "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
+        }
 
 
 def _synthetic_logprobs(messages: list[dict[str, Any]], reply: Reply, k: int) -> list[dict[str, Any]]:
     """Deterministic per-token log-probabilities of the content: the chosen token first, then ``k - 1``
     alternatives, on four-character pieces (not a tokenizer's tokens)."""
     content = reply.content or ""
-    pieces = [content[i:i + 4] for i in range(0, len(content), 4)]
+    pieces = [content[i : i + 4] for i in range(0, len(content), 4)]
     out = []
     for i, piece in enumerate(pieces):
         chosen = -0.01 * (i % 7)
@@ -235,8 +269,9 @@ def _synthetic_logprobs(messages: list[dict[str, Any]], reply: Reply, k: int) ->
 
 
 def _error(message: str, param: str | None = None, code: str = "test") -> bytes:
-    return json.dumps({"error": {"message": message, "type": "invalid_request_error", "param": param,
-                                 "code": code}}).encode()
+    return json.dumps(
+        {"error": {"message": message, "type": "invalid_request_error", "param": param, "code": code}}
+    ).encode()
 
 
 def _handler(server: ChatServer) -> type[BaseHTTPRequestHandler]:

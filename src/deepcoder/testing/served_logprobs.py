@@ -30,8 +30,13 @@ from deepcoder.testing.chat_server import Reply
 class ServedLogprobs:
     """Callable ``(messages, reply, k) → entries`` in the chat-completions ``logprobs.content`` shape."""
 
-    def __init__(self, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, as_token_ids: bool = False,
-                 reasoning_logprobs: bool = True) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        tokenizer: PreTrainedTokenizerBase,
+        as_token_ids: bool = False,
+        reasoning_logprobs: bool = True,
+    ) -> None:
         self.model, self.tokenizer = model.eval(), tokenizer
         self.as_token_ids, self.reasoning_logprobs = as_token_ids, reasoning_logprobs
         self.token_map = TokenMap(tokenizer)
@@ -47,12 +52,13 @@ class ServedLogprobs:
         prompt_ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
         reply_ids = [*self.tokenizer(scored, add_special_tokens=False)["input_ids"], self.tokenizer.eos_token_id]
         logits = self.model(input_ids=torch.tensor([prompt_ids + reply_ids])).logits[0]
-        log_probs = F.log_softmax(logits[len(prompt_ids) - 1:-1].float(), dim=-1)
+        log_probs = F.log_softmax(logits[len(prompt_ids) - 1 : -1].float(), dim=-1)
         top = log_probs.topk(k, dim=-1) if k else None
         entries = []
         for n, index in enumerate(reply_ids):
-            alternatives = [] if top is None else [self._entry(int(i), float(v))
-                                                   for i, v in zip(top.indices[n], top.values[n])]
+            alternatives = (
+                [] if top is None else [self._entry(int(i), float(v)) for i, v in zip(top.indices[n], top.values[n])]
+            )
             entries.append({**self._entry(index, float(log_probs[n, index])), "top_logprobs": alternatives})
         return entries
 

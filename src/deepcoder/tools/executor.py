@@ -108,8 +108,7 @@ class PythonExecutor:
         try:
             pipes = RunPipes()
             request = json.dumps(
-                {"code": code, "timeout_s": timeout_s, "max_output_chars": self.max_output_chars,
-                 "workdir": workdir}
+                {"code": code, "timeout_s": timeout_s, "max_output_chars": self.max_output_chars, "workdir": workdir}
             ).encode("utf-8", "surrogatepass")
             self._submit(pipes.child_ends())
             pipes.close(pipes.child_ends())
@@ -140,13 +139,12 @@ class PythonExecutor:
 
     def _interpret(self, outcome: RawOutcome, timeout_s: float) -> ExecutionResult:
         if outcome.spawn_error is not None:
-            return ExecutionResult("", f"Crash: cannot start sandbox child: {outcome.spawn_error}",
-                                   False, "crash", 0.0)
+            return ExecutionResult("", f"Crash: cannot start sandbox child: {outcome.spawn_error}", False, "crash", 0.0)
         stdout = self._cap(outcome.stdout.decode("utf-8", "replace"))
         err, duration = outcome.stderr, outcome.duration_s
         marker = err.rfind(RESULT_MARKER)
         if marker >= 0 and not outcome.timed_out:
-            reply = json.loads(err[marker + len(RESULT_MARKER):])
+            reply = json.loads(err[marker + len(RESULT_MARKER) :])
             return ExecutionResult(stdout, reply["error"], False, reply["exit_reason"], duration)
         if outcome.timed_out or outcome.returncode == -signal.SIGXCPU:
             error = f"TimeoutError: execution exceeded {timeout_s} s"

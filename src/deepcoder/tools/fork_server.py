@@ -29,6 +29,7 @@ from deepcoder.tools.policy import compile_sandboxed
 from deepcoder.tools.runtime import SandboxRuntime
 from deepcoder.tools.safe_modules import ALLOWED_MODULES
 from deepcoder.tools.sandbox_child import OutputSink, run_child, write_all
+import contextlib
 
 RUN_FDS = 4
 
@@ -109,10 +110,8 @@ class ForkServer:
     def shutdown(self) -> None:
         for pid in list(self.status_fds):
             for kill in (os.killpg, os.kill):  # os.kill: the child may not have called setsid yet
-                try:
+                with contextlib.suppress(OSError):
                     kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
         self.reap(block=True)
 
 
@@ -132,10 +131,8 @@ def _report(fd: int, line: str) -> None:
 
 def _close(fds: list[int]) -> None:
     for fd in fds:
-        try:
+        with contextlib.suppress(OSError):
             os.close(fd)
-        except OSError:
-            pass
 
 
 def main() -> None:

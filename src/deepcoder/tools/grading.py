@@ -25,6 +25,4 @@ def run_tests(
     """Run `program`, then `tests` (defining `check`), then `check(entry_point)`; pass iff no error."""
     source = f"{program}\n\n{tests}\n\ncheck({entry_point})\n"
     result = executor.run(source, timeout_s=timeout_s)
-    return TestOutcome(
-        passed=result.ok, error=result.error, timed_out=result.timed_out, duration_s=result.duration_s
-    )
+    return TestOutcome(passed=result.ok, error=result.error, timed_out=result.timed_out, duration_s=result.duration_s)

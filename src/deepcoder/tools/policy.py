@@ -17,12 +17,61 @@ from RestrictedPython.transformer import IOPERATOR_TO_STR, RestrictingNodeTransf
 
 # Dunder methods user classes may define; they only customise the user's own objects.
 ALLOWED_DUNDER_METHODS = frozenset(
-    "__init__ __post_init__ __repr__ __str__ __hash__ __bool__ __len__ __iter__ __next__ "
-    "__contains__ __getitem__ __setitem__ __delitem__ __call__ __enter__ __exit__ "
-    "__eq__ __ne__ __lt__ __le__ __gt__ __ge__ __neg__ __pos__ __abs__ __invert__ __index__ "
-    "__add__ __radd__ __iadd__ __sub__ __rsub__ __isub__ __mul__ __rmul__ __imul__ "
-    "__truediv__ __rtruediv__ __floordiv__ __rfloordiv__ __mod__ __rmod__ __pow__ __rpow__ "
-    "__and__ __rand__ __or__ __ror__ __xor__ __rxor__ __lshift__ __rshift__ __matmul__".split()
+    [
+        "__init__",
+        "__post_init__",
+        "__repr__",
+        "__str__",
+        "__hash__",
+        "__bool__",
+        "__len__",
+        "__iter__",
+        "__next__",
+        "__contains__",
+        "__getitem__",
+        "__setitem__",
+        "__delitem__",
+        "__call__",
+        "__enter__",
+        "__exit__",
+        "__eq__",
+        "__ne__",
+        "__lt__",
+        "__le__",
+        "__gt__",
+        "__ge__",
+        "__neg__",
+        "__pos__",
+        "__abs__",
+        "__invert__",
+        "__index__",
+        "__add__",
+        "__radd__",
+        "__iadd__",
+        "__sub__",
+        "__rsub__",
+        "__isub__",
+        "__mul__",
+        "__rmul__",
+        "__imul__",
+        "__truediv__",
+        "__rtruediv__",
+        "__floordiv__",
+        "__rfloordiv__",
+        "__mod__",
+        "__rmod__",
+        "__pow__",
+        "__rpow__",
+        "__and__",
+        "__rand__",
+        "__or__",
+        "__ror__",
+        "__xor__",
+        "__rxor__",
+        "__lshift__",
+        "__rshift__",
+        "__matmul__",
+    ]
 )
 
 
@@ -69,9 +118,7 @@ class SandboxTransformer(RestrictingNodeTransformer):
     def visit_Call(self, node):
         # Same as the parent minus its ban on `eval`: the sandbox's `eval`
         # builtin compiles its argument with this very policy.
-        needs_wrap = any(isinstance(a, ast.Starred) for a in node.args) or any(
-            k.arg is None for k in node.keywords
-        )
+        needs_wrap = any(isinstance(a, ast.Starred) for a in node.args) or any(k.arg is None for k in node.keywords)
         node = self.node_contents_visit(node)
         if needs_wrap:
             node.args.insert(0, node.func)

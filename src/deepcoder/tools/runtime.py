@@ -29,22 +29,84 @@ from deepcoder.tools.policy import compile_sandboxed
 from deepcoder.tools.safe_modules import ModuleTable
 
 INPLACE_OPS = {
-    "+=": operator.iadd, "-=": operator.isub, "*=": operator.imul, "/=": operator.itruediv,
-    "//=": operator.ifloordiv, "%=": operator.imod, "**=": operator.ipow,
-    "<<=": operator.ilshift, ">>=": operator.irshift, "|=": operator.ior,
-    "^=": operator.ixor, "&=": operator.iand, "@=": operator.imatmul,
+    "+=": operator.iadd,
+    "-=": operator.isub,
+    "*=": operator.imul,
+    "/=": operator.itruediv,
+    "//=": operator.ifloordiv,
+    "%=": operator.imod,
+    "**=": operator.ipow,
+    "<<=": operator.ilshift,
+    ">>=": operator.irshift,
+    "|=": operator.ior,
+    "^=": operator.ixor,
+    "&=": operator.iand,
+    "@=": operator.imatmul,
 }
 
 # Containers whose items/attributes sandboxed code may modify (besides its own objects).
 WRITABLE_TYPES = (dict, list, bytearray, collections.deque, array.array)
 
-PLAIN_BUILTINS = (
-    "abs all any ascii bin bool bytearray bytes callable chr classmethod complex dict dir "
-    "divmod enumerate filter float format frozenset hash hex id int isinstance issubclass "
-    "iter len list map max min next object oct ord pow property range repr reversed round "
-    "set slice sorted staticmethod str sum super tuple type zip __build_class__ "
-    "None True False Ellipsis NotImplemented"
-).split()
+PLAIN_BUILTINS = [
+    "abs",
+    "all",
+    "any",
+    "ascii",
+    "bin",
+    "bool",
+    "bytearray",
+    "bytes",
+    "callable",
+    "chr",
+    "classmethod",
+    "complex",
+    "dict",
+    "dir",
+    "divmod",
+    "enumerate",
+    "filter",
+    "float",
+    "format",
+    "frozenset",
+    "hash",
+    "hex",
+    "id",
+    "int",
+    "isinstance",
+    "issubclass",
+    "iter",
+    "len",
+    "list",
+    "map",
+    "max",
+    "min",
+    "next",
+    "object",
+    "oct",
+    "ord",
+    "pow",
+    "property",
+    "range",
+    "repr",
+    "reversed",
+    "round",
+    "set",
+    "slice",
+    "sorted",
+    "staticmethod",
+    "str",
+    "sum",
+    "super",
+    "tuple",
+    "type",
+    "zip",
+    "__build_class__",
+    "None",
+    "True",
+    "False",
+    "Ellipsis",
+    "NotImplemented",
+]
 
 _MISSING = object()
 
@@ -220,14 +282,24 @@ class SandboxRuntime:
         )
         printer = _Printer(sink)
         table.update(
-            getattr=self.getattr, hasattr=self.hasattr, setattr=self.setattr, delattr=self.delattr,
-            eval=self.eval, __import__=self.modules.import_, __metaclass__=_ClassFactory(self.classes),
-            _getattr_=self.getattr, _getitem_=operator.getitem, _getiter_=iter, _write_=self.write,
+            getattr=self.getattr,
+            hasattr=self.hasattr,
+            setattr=self.setattr,
+            delattr=self.delattr,
+            eval=self.eval,
+            __import__=self.modules.import_,
+            __metaclass__=_ClassFactory(self.classes),
+            _getattr_=self.getattr,
+            _getitem_=operator.getitem,
+            _getiter_=iter,
+            _write_=self.write,
             _iter_unpack_sequence_=guarded_iter_unpack_sequence,
             _unpack_sequence_=guarded_unpack_sequence,
             _inplacevar_=lambda op, x, y: INPLACE_OPS[op](x, y),
             _apply_=lambda func, *args, **kwargs: func(*args, **kwargs),
-            _aug_item_=self.aug_item, _aug_attr_=self.aug_attr,
-            _print_=lambda *_: printer, _print=printer,
+            _aug_item_=self.aug_item,
+            _aug_attr_=self.aug_attr,
+            _print_=lambda *_: printer,
+            _print=printer,
         )
         return table

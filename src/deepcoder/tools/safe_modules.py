@@ -13,10 +13,33 @@ import importlib
 import types
 
 ALLOWED_MODULES = (
-    "math", "cmath", "re", "collections", "collections.abc", "itertools", "functools",
-    "heapq", "bisect", "string", "json", "typing", "dataclasses", "statistics",
-    "fractions", "decimal", "operator", "random", "copy", "hashlib", "datetime",
-    "enum", "abc", "numbers", "textwrap", "unicodedata", "array",
+    "math",
+    "cmath",
+    "re",
+    "collections",
+    "collections.abc",
+    "itertools",
+    "functools",
+    "heapq",
+    "bisect",
+    "string",
+    "json",
+    "typing",
+    "dataclasses",
+    "statistics",
+    "fractions",
+    "decimal",
+    "operator",
+    "random",
+    "copy",
+    "hashlib",
+    "datetime",
+    "enum",
+    "abc",
+    "numbers",
+    "textwrap",
+    "unicodedata",
+    "array",
 )
 
 # Public names that reach eval() or getattr() on attacker-chosen strings.
@@ -39,8 +62,7 @@ class ModuleTable:
         """The sandbox copy of module `name`; ImportError if it is not allowed."""
         if name not in ALLOWED_MODULES:
             raise ImportError(
-                f"import of '{name}' is not allowed in the sandbox "
-                f"(allowed: {', '.join(ALLOWED_MODULES)})"
+                f"import of '{name}' is not allowed in the sandbox (allowed: {', '.join(ALLOWED_MODULES)})"
             )
         copy = self._copies.get(name)
         if copy is None:

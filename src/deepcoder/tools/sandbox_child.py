@@ -47,7 +47,7 @@ class OutputSink:
 
 def write_all(fd: int, data: bytes) -> None:
     while data:
-        data = data[os.write(fd, data):]
+        data = data[os.write(fd, data) :]
 
 
 def read_all(fd: int) -> bytes:

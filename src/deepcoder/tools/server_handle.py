@@ -16,13 +16,11 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+import contextlib
 
 _SRC_ROOT = str(Path(__file__).resolve().parents[2])
 # sys.path[0] is the cwd for `-c`; replace it so nothing is imported from a run's directory.
-BOOT = (
-    f"import sys; sys.path[0] = {_SRC_ROOT!r}; "
-    "from deepcoder.tools.fork_server import main; main()"
-)
+BOOT = f"import sys; sys.path[0] = {_SRC_ROOT!r}; from deepcoder.tools.fork_server import main; main()"
 # Fixed hash seed: set/dict-of-str iteration order, hence printed output, is reproducible.
 CHILD_ENV = {"PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1", "LC_ALL": "C.UTF-8"}
 STARTUP_TIMEOUT_S = 30.0
@@ -41,8 +39,7 @@ class ServerHandle:
         self._stderr = tempfile.TemporaryFile()
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-s", "-B", "-c", BOOT, str(memory_mb), str(theirs.fileno()),
-                 f"owner={os.getpid()}"],
+                [sys.executable, "-s", "-B", "-c", BOOT, str(memory_mb), str(theirs.fileno()), f"owner={os.getpid()}"],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=self._stderr,
@@ -96,8 +93,6 @@ class ServerHandle:
         try:
             self.proc.wait(timeout=STOP_TIMEOUT_S)
         except subprocess.TimeoutExpired:
-            try:
+            with contextlib.suppress(OSError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
-            except OSError:
-                pass
             self.proc.wait()

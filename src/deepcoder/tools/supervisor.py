@@ -90,8 +90,9 @@ def _kill_group(pid: int) -> None:
         pass
 
 
-def supervise(pipes: RunPipes, request: bytes, timeout_s: float, max_stdout_bytes: int,
-              startup_timeout_s: float) -> RawOutcome:
+def supervise(
+    pipes: RunPipes, request: bytes, timeout_s: float, max_stdout_bytes: int, startup_timeout_s: float
+) -> RawOutcome:
     """Send `request` to the child wired to `pipes`, collect its output, kill it at the deadline."""
     status = _Status()
     poller = select.poll()

@@ -52,9 +52,7 @@ class RetrieveTool:
     """Looks up standard-library documentation snippets relevant to a query."""
 
     name = "retrieve"
-    description = (
-        "Searches the Python standard library documentation for a short query."
-    )
+    description = "Searches the Python standard library documentation for a short query."
 
     def __init__(self, retriever: Retriever, k: int = 3):
         self.retriever = retriever

@@ -14,8 +14,9 @@ continues after a resume as if the run had never stopped.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -25,8 +26,9 @@ from lightning.pytorch.loggers import Logger, WandbLogger
 from deepcoder.core.names import SPAN_NAMES
 
 
-def wandb_logger(group: str | None = None, name: str | None = None, resume_from: str | None = None,
-                 **kwargs: Any) -> WandbLogger:
+def wandb_logger(
+    group: str | None = None, name: str | None = None, resume_from: str | None = None, **kwargs: Any
+) -> WandbLogger:
     """A ``WandbLogger`` whose group and name default to the Hydra sweep and the job's overrides.
 
     ``resume_from`` (the run's ``ckpt_path``): when set, the newest W&B run already in
@@ -82,11 +84,18 @@ class TrajectoryTable(L.Callback):
         data = trajectory_source(trainer)
         columns = ["trajectory_id", "problem_id", "passed", *(f"tokens_{span}" for span in SPAN_NAMES), "spans"]
         rows = []
-        for _, record in load_trajectories(data.path, data.only_passed)[:self.n]:
+        for _, record in load_trajectories(data.path, data.only_passed)[: self.n]:
             tokens = render_tokens(data.tokenizer, record, data.span)
             counts = [sum(1 for t in tokens if t.span == span) for span in SPAN_NAMES]
-            rows.append([record["trajectory_id"], record["problem_id"], record.get("passed"), *counts,
-                         wandb.Html(to_html(tokens))])
+            rows.append(
+                [
+                    record["trajectory_id"],
+                    record["problem_id"],
+                    record.get("passed"),
+                    *counts,
+                    wandb.Html(to_html(tokens)),
+                ]
+            )
         for logger in loggers:
             logger.log_table(key=self.KEY, columns=columns, data=rows)
             # The same views as HTML media of the run itself (files/media/html), viewable offline
@@ -112,16 +121,19 @@ class ResumableRNG(L.Callback):
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         name, keys, position, has_gauss, gauss = np.random.get_state()  # plain types: weights_only loading
-        checkpoint[self.KEY] = {"python": random.getstate(),
-                                "numpy": (name, keys.tolist(), position, has_gauss, gauss),
-                                "torch": torch.get_rng_state(),
-                                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+        checkpoint[self.KEY] = {
+            "python": random.getstate(),
+            "numpy": (name, keys.tolist(), position, has_gauss, gauss),
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        }
 
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         self._pending = checkpoint.get(self.KEY)
 
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
-                             batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         if self._pending is None:
             return
         states, self._pending = self._pending, None

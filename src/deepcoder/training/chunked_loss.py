@@ -8,9 +8,10 @@ vocabulary this is the difference between a few hundred MiB and tens of GiB per 
 A custom autograd function computes each chunk's gradient already in the forward pass (the
 per-token math is :func:`deepcoder.losses.token_losses`, differentiated by autograd on the
 chunk's logits; plain cross-entropy uses its closed-form gradient) and keeps only the gradients
-of the inputs: ``[N, H]`` for the hidden states and ``[V, H]`` for the projection. Checkpointed chunks would compute every chunk's logits twice
-(and a teacher's too); this costs the same three matmuls as the naive path. It must agree with
-:func:`deepcoder.losses.span_loss` (tested, values and gradients).
+of the inputs: ``[N, H]`` for the hidden states and ``[V, H]`` for the projection. Checkpointed
+chunks would compute every chunk's logits twice (and a teacher's too); this costs the same three
+matmuls as the naive path. It must agree with :func:`deepcoder.losses.span_loss` (tested, values
+and gradients).
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from deepcoder.losses import TopKLogprobs, check_divergence, mix, teacher_present, token_losses, upcast
 from deepcoder.core.names import IGNORE_INDEX
+from deepcoder.losses import TopKLogprobs, check_divergence, mix, teacher_present, token_losses, upcast
 
 
 @dataclass(frozen=True)
@@ -58,9 +59,14 @@ class _Settings:
     needs_grad: bool
 
 
-def _chunk_loss(logits: torch.Tensor, labels: torch.Tensor, token_weights: torch.Tensor,
-                teacher_logits: torch.Tensor | None, teacher_topk: TopKLogprobs | None, settings: _Settings
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+def _chunk_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    token_weights: torch.Tensor,
+    teacher_logits: torch.Tensor | None,
+    teacher_topk: TopKLogprobs | None,
+    settings: _Settings,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """One chunk's weighted loss sum, per-token CE and divergence, and the sum's gradient w.r.t. the
     logits (None when no gradient is needed). The per-token math is :func:`token_losses`, differentiated
     by autograd; cross-entropy alone takes its closed form ``w·(softmax − onehot)``, built in place
@@ -75,8 +81,9 @@ def _chunk_loss(logits: torch.Tensor, labels: torch.Tensor, token_weights: torch
         return total, ce, None, grad.mul_(token_weights.unsqueeze(-1))
     with torch.enable_grad():
         z = logits.detach().requires_grad_(settings.needs_grad)
-        ce, div = token_losses(z, labels, teacher_logits, teacher_topk, settings.divergence, settings.temperature,
-                               settings.beta)
+        ce, div = token_losses(
+            z, labels, teacher_logits, teacher_topk, settings.divergence, settings.temperature, settings.beta
+        )
         total = (mix(ce, div, settings.ce_weight) * token_weights).sum()
     grad = torch.autograd.grad(total, z)[0] if settings.needs_grad else None
     return total.detach(), ce.detach(), None if div is None else div.detach(), grad
@@ -91,10 +98,16 @@ class _ChunkedProjectionLoss(torch.autograd.Function):
         grad_hidden = torch.zeros_like(hidden) if needs and ctx.needs_input_grad[0] else None
         low_precision = weight.dtype in (torch.float16, torch.bfloat16)
         accumulate_dtype = torch.float32 if low_precision else weight.dtype
-        grad_weight = (torch.zeros(weight.shape, dtype=accumulate_dtype, device=weight.device)
-                       if needs and ctx.needs_input_grad[1] else None)
-        grad_bias = (torch.zeros(bias.shape, dtype=accumulate_dtype, device=bias.device)
-                     if needs and bias is not None and ctx.needs_input_grad[2] else None)
+        grad_weight = (
+            torch.zeros(weight.shape, dtype=accumulate_dtype, device=weight.device)
+            if needs and ctx.needs_input_grad[1]
+            else None
+        )
+        grad_bias = (
+            torch.zeros(bias.shape, dtype=accumulate_dtype, device=bias.device)
+            if needs and bias is not None and ctx.needs_input_grad[2]
+            else None
+        )
         total = torch.zeros((), dtype=upcast(hidden).dtype, device=hidden.device)
         ce_parts, correct_parts, div_parts = [], [], []
         for start in range(0, labels.shape[0], settings.chunk_size):
@@ -106,8 +119,9 @@ class _ChunkedProjectionLoss(torch.autograd.Function):
                 teacher_logits = F.linear(teacher.hidden[part], teacher.weight, teacher.bias)
             elif teacher is not None:
                 teacher_topk = TopKLogprobs(teacher.ids[part], teacher.logprobs[part])
-            chunk_total, ce, div, g = _chunk_loss(logits, labels[part], token_weights[part], teacher_logits,
-                                                  teacher_topk, settings)
+            chunk_total, ce, div, g = _chunk_loss(
+                logits, labels[part], token_weights[part], teacher_logits, teacher_topk, settings
+            )
             if g is not None:
                 g = g.to(weight.dtype)  # as autograd would: the upcast's backward casts back
                 if grad_hidden is not None:
@@ -124,9 +138,11 @@ class _ChunkedProjectionLoss(torch.autograd.Function):
             correct_parts.append(logits.argmax(-1) == labels[part])
             if div is not None:
                 div_parts.append(div)
-        ctx.grads = (grad_hidden,
-                     None if grad_weight is None else grad_weight.to(weight.dtype),
-                     None if grad_bias is None else grad_bias.to(bias.dtype))
+        ctx.grads = (
+            grad_hidden,
+            None if grad_weight is None else grad_weight.to(weight.dtype),
+            None if grad_bias is None else grad_bias.to(bias.dtype),
+        )
         empty = hidden.new_zeros(0, dtype=total.dtype)
         ce_all = torch.cat(ce_parts) if ce_parts else empty
         correct_all = torch.cat(correct_parts) if correct_parts else empty.bool()
@@ -143,11 +159,22 @@ class _ChunkedProjectionLoss(torch.autograd.Function):
         return (*scaled, None, None, None, None)
 
 
-def chunked_span_loss(hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, span_ids: torch.Tensor,
-                      weights: torch.Tensor, bias: torch.Tensor | None = None, chunk_size: int = 1024,
-                      num_tokens: int | torch.Tensor | None = None, *,
-                      teacher: TeacherHead | TopKLogprobs | None = None, divergence: str = "forward_kl",
-                      temperature: float = 1.0, beta: float = 0.5, ce_weight: float = 0.0) -> ChunkedLoss:
+def chunked_span_loss(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    labels: torch.Tensor,
+    span_ids: torch.Tensor,
+    weights: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    chunk_size: int = 1024,
+    num_tokens: int | torch.Tensor | None = None,
+    *,
+    teacher: TeacherHead | TopKLogprobs | None = None,
+    divergence: str = "forward_kl",
+    temperature: float = 1.0,
+    beta: float = 0.5,
+    ce_weight: float = 0.0,
+) -> ChunkedLoss:
     """``Σ_t w[span_t]·ℓ_t / N`` from ``hidden`` ``[B, T, H]`` aligned with ``labels`` ``[B, T]``.
 
     ``weight``/``bias`` are the output projection (``lm_head``). Without ``teacher``, ``ℓ`` is
@@ -163,23 +190,32 @@ def chunked_span_loss(hidden: torch.Tensor, weight: torch.Tensor, labels: torch.
     kept_teacher: TeacherHead | TopKLogprobs | None = None
     if isinstance(teacher, TeacherHead):
         if teacher.weight.shape[0] != weight.shape[0]:
-            raise ValueError(f"teacher projection has {teacher.weight.shape[0]} rows, the student's "
-                             f"{weight.shape[0]}: the vocabularies must match")
-        kept_teacher = TeacherHead(teacher.hidden.detach()[mask], teacher.weight.detach(),
-                                   None if teacher.bias is None else teacher.bias.detach())
+            raise ValueError(
+                f"teacher projection has {teacher.weight.shape[0]} rows, the student's "
+                f"{weight.shape[0]}: the vocabularies must match"
+            )
+        kept_teacher = TeacherHead(
+            teacher.hidden.detach()[mask],
+            teacher.weight.detach(),
+            None if teacher.bias is None else teacher.bias.detach(),
+        )
     elif teacher is not None:
         if teacher.ids.shape[:-1] != labels.shape or teacher.logprobs.shape != teacher.ids.shape:
-            raise ValueError(f"top-k ids {tuple(teacher.ids.shape)} / logprobs {tuple(teacher.logprobs.shape)} "
-                             f"must be labels {tuple(labels.shape)} × k")
+            raise ValueError(
+                f"top-k ids {tuple(teacher.ids.shape)} / logprobs {tuple(teacher.logprobs.shape)} "
+                f"must be labels {tuple(labels.shape)} × k"
+            )
         kept_teacher = TopKLogprobs(teacher.ids[mask], teacher.logprobs.detach()[mask])
     if kept_teacher is not None:
         check_divergence(divergence, temperature, beta)
     needs_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (hidden, weight, bias))
     settings = _Settings(chunk_size, divergence, temperature, beta, ce_weight, needs_grad)
     token_weights = upcast(weights.to(device=hidden.device))[kept_spans]
-    total, ce, correct, div = _ChunkedProjectionLoss.apply(kept_hidden, weight, bias, kept_labels, token_weights,
-                                                           kept_teacher, settings)
+    total, ce, correct, div = _ChunkedProjectionLoss.apply(
+        kept_hidden, weight, bias, kept_labels, token_weights, kept_teacher, settings
+    )
     count = mask.sum() if num_tokens is None else torch.as_tensor(num_tokens, device=hidden.device)
     present = teacher_present(kept_teacher) if isinstance(kept_teacher, TopKLogprobs) else None
-    return ChunkedLoss(total / count.clamp(min=1), ce, kept_spans, correct, div if kept_teacher is not None else None,
-                       present)
+    return ChunkedLoss(
+        total / count.clamp(min=1), ce, kept_spans, correct, div if kept_teacher is not None else None, present
+    )

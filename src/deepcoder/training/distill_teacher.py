@@ -85,27 +85,38 @@ class LiveTeacher:
         return FrozenTeacher(model, name, rows)
 
 
-def check_compatible(teacher: torch.nn.Module, teacher_tokenizer: Any, teacher_name: str,
-                     student: torch.nn.Module, student_tokenizer: Any, student_name: str) -> int:
+def check_compatible(
+    teacher: torch.nn.Module,
+    teacher_tokenizer: Any,
+    teacher_name: str,
+    student: torch.nn.Module,
+    student_tokenizer: Any,
+    student_name: str,
+) -> int:
     """Refuse a teacher that does not share the student's vocabulary; return the rows to use."""
     teacher_vocab, student_vocab = teacher_tokenizer.get_vocab(), student_tokenizer.get_vocab()
     if teacher_vocab != student_vocab:
         differing = sorted(set(teacher_vocab.items()) ^ set(student_vocab.items()), key=str)[:3]
-        raise ValueError(f"teacher {teacher_name!r} has a different tokenizer than student {student_name!r} "
-                         f"({len(teacher_vocab)} vs {len(student_vocab)} tokens; e.g. {differing}): "
-                         "token-level distillation needs one shared vocabulary")
+        raise ValueError(
+            f"teacher {teacher_name!r} has a different tokenizer than student {student_name!r} "
+            f"({len(teacher_vocab)} vs {len(student_vocab)} tokens; e.g. {differing}): "
+            "token-level distillation needs one shared vocabulary"
+        )
     teacher_rows = teacher.get_output_embeddings().weight.shape[0]
     student_rows = student.get_output_embeddings().weight.shape[0]
     if teacher_rows < student_rows or (teacher_rows > student_rows and student_rows < len(student_vocab)):
-        raise ValueError(f"teacher {teacher_name!r} has a vocabulary of {teacher_rows} and student "
-                         f"{student_name!r} of {student_rows} output rows: the sizes must match (a larger "
-                         f"teacher is accepted only when its extra rows are padding past all {len(student_vocab)} "
-                         "token ids)")
+        raise ValueError(
+            f"teacher {teacher_name!r} has a vocabulary of {teacher_rows} and student "
+            f"{student_name!r} of {student_rows} output rows: the sizes must match (a larger "
+            f"teacher is accepted only when its extra rows are padding past all {len(student_vocab)} "
+            "token ids)"
+        )
     return student_rows
 
 
-def build_teacher(loss: SpanLoss, student: torch.nn.Module, tokenizer: Any, student_name: str,
-                  trajectories: str | Path) -> FrozenTeacher | None:
+def build_teacher(
+    loss: SpanLoss, student: torch.nn.Module, tokenizer: Any, student_name: str, trajectories: str | Path
+) -> FrozenTeacher | None:
     """The frozen live teacher of a distillation loss; None for CE losses and for stored top-k logprobs
     (the batches carry those); a clear error when the loss has no teacher distribution at all."""
     if not loss.distills:
@@ -117,16 +128,22 @@ def build_teacher(loss: SpanLoss, student: torch.nn.Module, tokenizer: Any, stud
     providers, with_logprobs = _teacher_providers(Path(trajectories))
     if with_logprobs:
         if loss.temperature != 1.0:
-            raise ValueError(f"loss.temperature={loss.temperature}: the top-k logprobs stored in {trajectories} "
-                             "support temperature 1 only (softening needs the teacher's whole distribution)")
+            raise ValueError(
+                f"loss.temperature={loss.temperature}: the top-k logprobs stored in {trajectories} "
+                "support temperature 1 only (softening needs the teacher's whole distribution)"
+            )
         log.info("loss=%s distils from the top-k logprobs stored in %s", loss.name, trajectories)
         return None
-    source = (f"{trajectories} was written by {', '.join(sorted(providers)) or 'no teacher'}"
-              f"{' (Groq returns no logprobs)' if 'groq' in providers else ''}")
-    raise ValueError(f"loss={loss.name} ({loss.divergence}) needs the teacher's token distribution and has none: "
-                     f"no live teacher is configured, and {source}, which carries no top-k logprobs. Set "
-                     "loss.teacher.name_or_path=… (a local model with the student's tokenizer), generate with "
-                     "teacher=openai teacher.top_logprobs=k, or use loss=sad, which needs only the text.")
+    source = (
+        f"{trajectories} was written by {', '.join(sorted(providers)) or 'no teacher'}"
+        f"{' (Groq returns no logprobs)' if 'groq' in providers else ''}"
+    )
+    raise ValueError(
+        f"loss={loss.name} ({loss.divergence}) needs the teacher's token distribution and has none: "
+        f"no live teacher is configured, and {source}, which carries no top-k logprobs. Set "
+        "loss.teacher.name_or_path=… (a local model with the student's tokenizer), generate with "
+        "teacher=openai teacher.top_logprobs=k, or use loss=sad, which needs only the text."
+    )
 
 
 def _teacher_providers(path: Path) -> tuple[set[str], bool]:

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import lightning as L
 import torch
 
-from deepcoder.training.chunked_loss import ChunkedLoss, TeacherHead, chunked_span_loss
 from deepcoder.core.names import SPAN_INDEX, TRAINED_SPANS
-from deepcoder.training.distill_teacher import FrozenTeacher
 from deepcoder.losses import SpanLoss, TopKLogprobs
+from deepcoder.training.chunked_loss import ChunkedLoss, TeacherHead, chunked_span_loss
+from deepcoder.training.distill_teacher import FrozenTeacher
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "position_ids")  # packed batches carry position_ids
 
@@ -38,17 +39,26 @@ class DistillationModule(L.LightningModule):
     ``world_size`` ranks; the loss is multiplied by both, so a step equals one big batch's.
     """
 
-    def __init__(self, model: torch.nn.Module, loss: SpanLoss, optimizer: Callable[..., torch.optim.Optimizer],
-                 scheduler: Callable[..., Any] | None = None, chunk_size: int = 512,
-                 teacher: FrozenTeacher | None = None) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        loss: SpanLoss,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+        chunk_size: int = 512,
+        teacher: FrozenTeacher | None = None,
+    ) -> None:
         super().__init__()
         self.model, self.loss, self.optimizer_factory, self.scheduler_factory = model, loss, optimizer, scheduler
         self.chunk_size, self.teacher = chunk_size, teacher
         self.save_hyperparameters(ignore=["model", "loss", "optimizer", "scheduler", "teacher"])
         self.history: list[dict[str, float]] = []
         divergence = [f"{'jsd' if loss.divergence == 'jsd' else 'kl'}_{span}" for span in sorted(TRAINED_SPANS)]
-        self.val_keys = ["loss", *(f"{kind}_{span}" for span in sorted(TRAINED_SPANS) for kind in ("loss", "acc")),
-                         *(divergence + ["teacher_coverage"] if loss.distills else [])]
+        self.val_keys = [
+            "loss",
+            *(f"{kind}_{span}" for span in sorted(TRAINED_SPANS) for kind in ("loss", "acc")),
+            *(divergence + ["teacher_coverage"] if loss.distills else []),
+        ]
         self._val_totals: torch.Tensor | None = None  # [metric, (sum, tokens)] of this rank's validation
 
     def _step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
@@ -59,11 +69,21 @@ class DistillationModule(L.LightningModule):
         hidden = self.model.get_decoder()(**inputs, use_cache=False).last_hidden_state
         head = self.model.get_output_embeddings()
         window = batch.get("window_tokens")  # training: the accumulation window's supervised tokens
-        result = chunked_span_loss(hidden[:, :-1], head.weight, batch["labels"][:, 1:], batch["span_ids"][:, 1:],
-                                   self.loss.weights, bias=head.bias, chunk_size=self.chunk_size, num_tokens=window,
-                                   teacher=self._teacher(batch, inputs),
-                                   divergence=self.loss.divergence or "forward_kl", temperature=self.loss.temperature,
-                                   beta=self.loss.beta, ce_weight=self.loss.ce_weight)
+        result = chunked_span_loss(
+            hidden[:, :-1],
+            head.weight,
+            batch["labels"][:, 1:],
+            batch["span_ids"][:, 1:],
+            self.loss.weights,
+            bias=head.bias,
+            chunk_size=self.chunk_size,
+            num_tokens=window,
+            teacher=self._teacher(batch, inputs),
+            divergence=self.loss.divergence or "forward_kl",
+            temperature=self.loss.temperature,
+            beta=self.loss.beta,
+            ce_weight=self.loss.ce_weight,
+        )
         # The window count normalises the whole window on every rank: undo Lightning's division
         # by accumulate_grad_batches and DDP's gradient averaging, so the step is exact.
         scale = self.trainer.accumulate_grad_batches * self.trainer.world_size if window is not None else 1
@@ -76,8 +96,9 @@ class DistillationModule(L.LightningModule):
             self._log_step(stage, sums, batch["input_ids"].shape[0])
         return result.loss * scale
 
-    def _teacher(self, batch: dict[str, torch.Tensor],
-                 inputs: dict[str, torch.Tensor]) -> TeacherHead | TopKLogprobs | None:
+    def _teacher(
+        self, batch: dict[str, torch.Tensor], inputs: dict[str, torch.Tensor]
+    ) -> TeacherHead | TopKLogprobs | None:
         """The teacher's distribution for this batch, shifted like the labels; None for CE losses."""
         if not self.loss.distills:
             return None
@@ -86,8 +107,10 @@ class DistillationModule(L.LightningModule):
             return TeacherHead(teacher.hidden_states(**inputs)[:, :-1], teacher.weight, teacher.bias)
         if batch.get("teacher_ids") is not None:
             return TopKLogprobs(batch["teacher_ids"][:, 1:], batch["teacher_logprobs"][:, 1:])
-        raise ValueError(f"loss={self.loss.name} needs a teacher: no live teacher, and the batch carries no "
-                         "teacher_ids/teacher_logprobs")
+        raise ValueError(
+            f"loss={self.loss.name} needs a teacher: no live teacher, and the batch carries no "
+            "teacher_ids/teacher_logprobs"
+        )
 
     def _metric_sums(self, result: ChunkedLoss) -> dict[str, tuple[torch.Tensor, int | torch.Tensor]]:
         """Per metric: its sum over this batch's supervised tokens and how many tokens it covers."""
@@ -118,8 +141,12 @@ class DistillationModule(L.LightningModule):
             self._val_totals = torch.zeros(len(self.val_keys), 2, dtype=torch.float64, device=self.device)
         for key, (total, count) in sums.items():
             row = self._val_totals[self.val_keys.index(key)]
-            row += torch.stack([torch.as_tensor(total, dtype=torch.float64, device=row.device),
-                                torch.as_tensor(count, dtype=torch.float64, device=row.device)])
+            row += torch.stack(
+                [
+                    torch.as_tensor(total, dtype=torch.float64, device=row.device),
+                    torch.as_tensor(count, dtype=torch.float64, device=row.device),
+                ]
+            )
 
     def on_validation_epoch_start(self) -> None:
         self._val_totals = None
@@ -143,6 +170,7 @@ class DistillationModule(L.LightningModule):
         optimizer = self.optimizer_factory(params=self.model.parameters())
         if self.scheduler_factory is None:
             return optimizer
-        scheduler = self.scheduler_factory(optimizer=optimizer,
-                                           num_training_steps=self.trainer.estimated_stepping_batches)
+        scheduler = self.scheduler_factory(
+            optimizer=optimizer, num_training_steps=self.trainer.estimated_stepping_batches
+        )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

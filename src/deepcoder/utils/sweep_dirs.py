@@ -29,8 +29,10 @@ def claim_for_sweep_job(output_dir: str | Path) -> None:
     if marker.exists():
         claimed = json.loads(marker.read_text(encoding="utf-8"))
         if claimed.get("sweep") == mine["sweep"] and claimed.get("job") != mine["job"]:
-            raise ValueError(f"output_dir={output_dir} is shared by jobs {claimed['job']} and {mine['job']} of this "
-                             "multirun: leave output_dir unset (each job gets its own folder under the sweep "
-                             "directory) or make it differ per job, e.g. output_dir='DIR/${hydra:job.num}'")
+            raise ValueError(
+                f"output_dir={output_dir} is shared by jobs {claimed['job']} and {mine['job']} of this "
+                "multirun: leave output_dir unset (each job gets its own folder under the sweep "
+                "directory) or make it differ per job, e.g. output_dir='DIR/${hydra:job.num}'"
+            )
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.write_text(json.dumps(mine), encoding="utf-8")
