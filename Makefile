@@ -7,11 +7,11 @@ TORCH_CPU ?= torch==2.13.0
 # make test TORCH_PIP_ARGS="--index-url <the PyTorch CPU wheel index>"
 TORCH_PIP_ARGS ?=
 
-.PHONY: install demo demo-compare test test-all clean
+.PHONY: install demo demo-compare test test-fast test-all lint format clean
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: setup.cfg pyproject.toml
+$(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q $(TORCH_PIP_ARGS) "$(TORCH_CPU)"
 	$(PY) -m pip install -q -e ".[dev,wandb,sweep]"
@@ -25,6 +25,20 @@ demo-compare: install
 
 test: install
 	$(PY) -m pytest
+
+# The in-process tests only: no root scripts, servers or DDP started as subprocesses (e2e marker).
+test-fast: install
+	$(PY) -m pytest -m "not slow and not gpu and not e2e"
+
+# ruff (lint + format check) on everything, mypy on src/: what CI runs before the tests.
+lint: install
+	$(VENV)/bin/ruff check src tests benchmarks experiments *.py
+	$(VENV)/bin/ruff format --check src tests benchmarks experiments *.py
+	$(VENV)/bin/mypy
+
+format: install
+	$(VENV)/bin/ruff check --fix src tests benchmarks experiments *.py
+	$(VENV)/bin/ruff format src tests benchmarks experiments *.py
 
 test-all: install
 	$(PY) -m pytest -m "not gpu"

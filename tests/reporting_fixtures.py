@@ -23,7 +23,7 @@ from deepcoder.run.train import train
 from conftest import compose_config as config
 
 LOSSES = ("sad", "sft")
-EPISODE = ("teacher.max_new_tokens=8", "agent.max_steps=1", "teacher.temperature=1.0", "samples=2", "k=[1,2]")
+EPISODE = ("policy.max_new_tokens=8", "agent.max_steps=1", "policy.temperature=1.0", "samples=2", "k=[1,2]")
 
 
 @contextmanager
@@ -59,7 +59,7 @@ def build_demo_layout(out: Path) -> Path:
     evaluate(
         config(
             "evaluate",
-            "teacher=reference",
+            "policy=reference",
             "problems=humaneval",
             "problems.limit=2",
             f"reasoning_tokenizer={out / LOSSES[0] / 'train' / 'student'}",

@@ -52,6 +52,7 @@ def test_the_demo_student_gets_a_full_report(demo_layout):
     assert sum(report["failures"].values()) == report["n_episodes"] == 4
 
 
+@pytest.mark.e2e
 def test_compare_cli_writes_the_table_and_plots(demo_layout, tmp_path):
     result = subprocess.run(
         [
@@ -135,6 +136,7 @@ def test_bootstrap_interval_matches_aggregate_and_narrows_with_more_problems():
     assert width[1].high - width[1].low < (width[0].high - width[0].low) / 2
 
 
+@pytest.mark.e2e
 def test_compare_accepts_a_train_only_run_and_names_a_bad_directory(demo_layout, tmp_path):
     (tmp_path / "run" / "train").mkdir(parents=True)
     (tmp_path / "run" / "train" / "csv").symlink_to(demo_layout / "sad" / "train" / "csv")
@@ -160,6 +162,7 @@ def test_a_corrupt_report_is_named_with_its_line(demo_layout, tmp_path):
         compare([tmp_path / "broken"], tmp_path / "out")
 
 
+@pytest.mark.e2e
 def test_compare_logs_table_and_plots_to_an_offline_wandb_run(demo_layout, tmp_path):
     pytest.importorskip("wandb")
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}

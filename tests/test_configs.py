@@ -14,7 +14,7 @@ from conftest import ROOT
 CONF = ROOT / "conf"
 PRIMARY = {
     "generate": ["problems", "teacher", "agent"],
-    "evaluate": ["problems", "teacher", "agent"],
+    "evaluate": ["problems", "policy", "agent"],
     "train": ["model", "loss", "span", "data", "trainer", "logger", "callbacks", "experiment", "debug"],
 }
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from deepcoder.run import demo
 
 CONTRACT_KEYS = {"n_trajectories", "n_passed", "train_pass_at_1", "heldout_pass_at_1", "seconds"}
 
 
+@pytest.mark.e2e
 def test_demo_runs_every_stage_and_writes_the_summary(tmp_path):
     out = tmp_path / "demo"
     summary = demo.main(
@@ -17,7 +20,7 @@ def test_demo_runs_every_stage_and_writes_the_summary(tmp_path):
         heldout_limit=1,
         problem_limit=2,
         train_overrides=["trainer.max_steps=2", "logger=none", "callbacks=none"],
-        eval_overrides=["teacher.max_new_tokens=16", "agent.max_steps=1"],
+        eval_overrides=["policy.max_new_tokens=16", "agent.max_steps=1"],
     )
     written = json.loads((out / "summary.json").read_text())
     assert set(written) >= CONTRACT_KEYS

@@ -112,8 +112,8 @@ SAMPLED = (
     "problems.limit=1",
     "samples=2",
     "k=[1,2]",
-    "teacher.temperature=1.0",
-    "teacher.max_new_tokens=8",
+    "policy.temperature=1.0",
+    "policy.max_new_tokens=8",
     "agent.max_steps=1",
 )
 
@@ -148,7 +148,7 @@ def test_teacher_forced_settings_are_checked_before_any_episode(untrained_studen
     with pytest.raises(ValueError, match="needs a model policy"):
         evaluate(
             config(
-                "evaluate", "teacher=reference", f"teacher_forced.path={tmp_path / 'x.jsonl'}", f"output_dir={tmp_path}"
+                "evaluate", "policy=reference", f"teacher_forced.path={tmp_path / 'x.jsonl'}", f"output_dir={tmp_path}"
             )
         )
     with pytest.raises(FileNotFoundError, match="missing.jsonl"):

@@ -153,6 +153,7 @@ def test_merge_refuses_mixed_teachers_and_names_a_torn_shard(shard_dirs, tmp_pat
     assert not (tmp_path / "merged").exists()
 
 
+@pytest.mark.e2e
 def test_merge_cli_exit_code_says_whether_the_set_is_complete(shard_dirs, tmp_path):
     def merge(*dirs: Path, out: Path) -> subprocess.CompletedProcess:
         return subprocess.run(
@@ -169,6 +170,7 @@ def test_merge_cli_exit_code_says_whether_the_set_is_complete(shard_dirs, tmp_pa
     assert partial.returncode == 1 and "shards missing [2]" in partial.stderr
 
 
+@pytest.mark.e2e
 def test_hydra_multirun_runs_each_shard_into_its_own_dir_and_they_merge(tmp_path):
     result = subprocess.run(
         [
@@ -195,6 +197,7 @@ def test_hydra_multirun_runs_each_shard_into_its_own_dir_and_they_merge(tmp_path
 # --- durability ---------------------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_a_run_killed_with_sigkill_resumes_to_the_uninterrupted_dataset(tmp_path):
     """kill -9 mid-run, twice, then resume: the same problems, each exactly once, every line whole."""
     args = ["problems=humaneval", "problems.limit=30", "num_workers=2", "agent.tools=[python]"]

@@ -140,6 +140,7 @@ def test_the_key_reaches_no_file_and_no_log(problems, tmp_path, caplog, capfd):
     assert KEY not in captured.out and KEY not in captured.err
 
 
+@pytest.mark.e2e
 @pytest.mark.slow
 def test_a_killed_api_run_resumes_to_every_problem_exactly_once(tmp_path):
     """generate.py with teacher=groq against the server (faults on), kill -9 mid-run, resume."""

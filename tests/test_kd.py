@@ -414,8 +414,8 @@ def test_a_distillation_loss_without_a_teacher_fails_at_startup_naming_the_cause
         kd = instantiate(compose("train", ["loss=sad_kd", f"data.trajectories={path}"]).loss)
     assert kd.name == "sad_kd" and kd.divergence == "forward_kl" and kd.weights.tolist() == [0, 0.5, 1, 0, 1]
     with pytest.raises(ValueError, match=r"loss=sad_kd .*no live teacher.*groq \(Groq returns no logprobs\)"):
-        build_teacher(kd, student, tokenizer, "tiny", path)
-    assert build_teacher(SpanLoss("sad"), student, tokenizer, "tiny", path) is None
+        build_teacher(kd, None, student, tokenizer, "tiny", path)
+    assert build_teacher(SpanLoss("sad"), None, student, tokenizer, "tiny", path) is None
 
 
 def test_loss_options_are_checked():
@@ -432,24 +432,24 @@ def test_one_sweep_sets_the_teacher_of_every_loss_and_only_kd_losses_load_it(tin
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
         from hydra.utils import instantiate
 
-        losses = [
-            instantiate(
-                compose(
-                    "train",
-                    [
-                        f"loss={name}",
-                        "data.trajectories=x",
-                        "loss.teacher.spec=${model}",
-                        "loss.teacher.seed=2",
-                        "model.num_layers=1",
-                    ],
-                ).loss
+        configs = [
+            compose(
+                "train",
+                [
+                    f"loss={name}",
+                    "data.trajectories=x",
+                    "distill_teacher.spec=${model}",
+                    "distill_teacher.seed=2",
+                    "model.num_layers=1",
+                ],
             )
             for name in ("sft", "sad", "kd")
         ]
-    assert build_teacher(losses[1], student, tokenizer, "tiny", tmp_path / "none.jsonl") is None
+        losses = [instantiate(cfg.loss) for cfg in configs]
+        live = [instantiate(cfg.distill_teacher) for cfg in configs]
+    assert build_teacher(losses[1], live[1], student, tokenizer, "tiny", tmp_path / "none.jsonl") is None
     assert "loss=sad is cross-entropy: its teacher is not loaded" in caplog.text
-    teacher = build_teacher(losses[2], student, tokenizer, "tiny", tmp_path / "none.jsonl")
+    teacher = build_teacher(losses[2], live[2], student, tokenizer, "tiny", tmp_path / "none.jsonl")
     assert teacher.name == "tiny (seed 2)" and teacher.weight.shape[0] == len(tokenizer)  # its own hidden size
 
 
@@ -468,7 +468,7 @@ def test_train_with_sad_kd_and_a_live_teacher_logs_divergence_per_span(tmp_path)
         config(
             "train",
             "loss=sad_kd",
-            "loss.teacher.spec=${model}",
+            "distill_teacher.spec=${model}",
             "loss.ce_weight=0.5",
             "debug=fast",
             "trainer.max_steps=2",

@@ -128,10 +128,11 @@ def test_evaluate_reports_the_contract_keys(trained, tmp_path):
 
 
 def test_reference_teacher_scored_as_a_policy(tmp_path):
-    report = evaluate(config("evaluate", "teacher=reference", f"output_dir={tmp_path}"))
+    report = evaluate(config("evaluate", "policy=reference", f"output_dir={tmp_path}"))
     assert report["pass_at_1"] == 1.0 and report["action_validity"] == 1.0 and report["mean_steps"] == 2.0
 
 
+@pytest.mark.e2e
 def test_cli_rejects_a_bad_problem_file_naming_file_line_and_field(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": "x", "prompt": "def f():\\n", "tests": "def check(c): pass"}\n')
@@ -166,6 +167,7 @@ def test_rerun_retries_error_records_and_refuses_another_teacher(tmp_path):
         generate(config("generate", "problems.limit=2", "teacher.model=other", f"output_dir={out}"))
 
 
+@pytest.mark.e2e
 def test_evaluate_with_a_missing_student_fails_before_any_episode(tmp_path):
     result = subprocess.run(
         [sys.executable, str(ROOT / "evaluate.py"), f"student={tmp_path / 'nope'}", f"output_dir={tmp_path / 'out'}"],
@@ -178,12 +180,13 @@ def test_evaluate_with_a_missing_student_fails_before_any_episode(tmp_path):
 
 
 def test_reference_teacher_passes_all_of_humaneval_through_the_agent_loop(tmp_path):
-    report = evaluate(config("evaluate", "teacher=reference", "problems=humaneval", f"output_dir={tmp_path}"))
+    report = evaluate(config("evaluate", "policy=reference", "problems=humaneval", f"output_dir={tmp_path}"))
     assert report["n"] == 164 and report["n_passed"] == 164
     # HumanEval/116's docstring example is itself broken Python; the teacher observes that honestly.
     assert report["action_validity"] >= 163 / 164
 
 
+@pytest.mark.e2e
 def test_multirun_sweep_gives_each_job_its_own_output_dir(generated, tmp_path):
     result = subprocess.run(
         [
@@ -205,6 +208,7 @@ def test_multirun_sweep_gives_each_job_its_own_output_dir(generated, tmp_path):
     assert all((m.parent / "student" / "config.json").exists() for m in metrics)
 
 
+@pytest.mark.e2e
 def test_multirun_jobs_sharing_an_explicit_output_dir_are_refused(tmp_path):
     def sweep(output_dir: str) -> subprocess.CompletedProcess:
         return subprocess.run(

@@ -79,6 +79,7 @@ def kill_after_first_checkpoint(trajectories: Path, out: Path, *extra: str) -> N
     assert process.returncode == -signal.SIGKILL
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("extra", [(), (DROPOUT,)], ids=["full", "lora_dropout"])
 def test_killed_and_resumed_run_reproduces_the_uninterrupted_run(trajectories, tmp_path, extra):
     whole, killed = tmp_path / "whole", tmp_path / "killed"

@@ -73,6 +73,7 @@ def run_show(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.e2e
 def test_json_tokens_add_up_to_the_rendered_chat(trajectories, tiny_tokenizer, tmp_path):
     tokenizer_dir = tmp_path / "tokenizer"
     tiny_tokenizer.save_pretrained(tokenizer_dir)
@@ -119,6 +120,7 @@ def test_boundary_tokens_are_marked(tiny_tokenizer):
     assert "text-decoration:underline" in to_html(tokens)
 
 
+@pytest.mark.e2e
 def test_bad_index_fails_naming_file_and_index(trajectories):
     result = run_show(str(trajectories), "--index", "7", "--json")
     assert result.returncode != 0 and result.stdout == ""

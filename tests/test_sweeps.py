@@ -32,6 +32,7 @@ def searched_value(job_config: dict, key: str) -> float:
     return float(node)
 
 
+@pytest.mark.e2e
 def test_two_trial_optuna_search_minimises_the_validation_loss(trajectories, tmp_path):
     result = subprocess.run(
         [

@@ -244,9 +244,9 @@ def test_the_module_loss_from_stored_top_k_is_the_reference_on_the_teachers_own_
 
 def test_build_teacher_uses_stored_logprobs_and_refuses_a_temperature(stored, teacher):
     model, tokenizer = teacher
-    assert build_teacher(SpanLoss("kd", divergence="forward_kl"), model, tokenizer, "tiny", stored) is None
+    assert build_teacher(SpanLoss("kd", divergence="forward_kl"), None, model, tokenizer, "tiny", stored) is None
     with pytest.raises(ValueError, match="loss.temperature=2.0: the top-k logprobs stored in .* temperature 1 only"):
-        build_teacher(SpanLoss("kd", divergence="forward_kl", temperature=2.0), model, tokenizer, "tiny", stored)
+        build_teacher(SpanLoss("kd", divergence="forward_kl", temperature=2.0), None, model, tokenizer, "tiny", stored)
 
 
 def test_train_with_kd_on_an_openai_teachers_stored_logprobs(tmp_path):

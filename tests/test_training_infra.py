@@ -188,6 +188,7 @@ def test_slurm_launcher_composes_with_the_trainer_geometry():
     assert launcher.nodes == 4 and launcher.tasks_per_node == 4 and launcher.timeout_min == 1440
 
 
+@pytest.mark.e2e
 @pytest.mark.slow
 def test_two_process_cpu_ddp_equals_one_process_accumulating_the_same_batches(trajectories, tmp_path):
     """Real gloo DDP, 2 ranks × batch 1, against 1 process × batch 1 × accumulation 2: the same steps,

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from hydra import compose, initialize_config_dir
 
 from deepcoder.run.generate import generate
@@ -17,6 +18,7 @@ from deepcoder.training.callbacks import previous_wandb_run, wandb_logger
 from conftest import ROOT
 
 
+@pytest.mark.e2e
 def test_each_multirun_job_is_its_own_offline_run_in_one_group(tmp_path):
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
         generate(compose("generate", ["problems.limit=3", f"output_dir={tmp_path / 'gen'}"]))

@@ -1,6 +1,6 @@
 """The span-aware loss family: one reference implementation, configured per ``loss=`` option.
 
-``span_loss`` is the reference form of every loss (DESIGN.md): per-token cross-entropy to the
+``span_loss`` is the reference form of every loss (the README's contract): per-token cross-entropy to the
 labels, or a divergence to a teacher's distribution, weighted by the token's span and divided
 by the number of supervised tokens. With every weight 1 and no teacher it is exactly the
 ``sft`` loss, so ``sad`` is a strict generalisation of the baseline. Computation is in fp32 (or float64).
@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -254,10 +254,8 @@ class SpanLoss:
     """A configured member of the family: span weights, and for ``kd``/``sad_kd`` the divergence.
 
     ``divergence=None`` is cross-entropy to the labels (``sft``, ``sad``); a divergence name makes
-    it a distillation loss that needs the teacher's distribution: a live local ``teacher``
-    (:class:`~deepcoder.training.distill_teacher.LiveTeacher`) or top-k logprobs in the batches. Every
-    shipped ``loss=`` option has the ``teacher`` key, so one sweep over ``loss=sft,sad,sad_kd``
-    can set it; cross-entropy losses leave it unused.
+    it a distillation loss that needs the teacher's distribution: a live local teacher (the
+    ``distill_teacher=`` group) or top-k logprobs in the batches.
     ``answer`` defaults to the action weight: a final answer is an action on the environment.
     """
 
@@ -271,7 +269,6 @@ class SpanLoss:
         temperature: float = 1.0,
         beta: float = 0.5,
         ce_weight: float = 0.0,
-        teacher: Any = None,
     ) -> None:
         self.name = name
         span_weights: Mapping[str, float] = {
@@ -289,7 +286,6 @@ class SpanLoss:
         if not 0.0 <= ce_weight <= 1.0:
             raise ValueError(f"ce_weight must be in [0, 1], got {ce_weight}")
         self.divergence, self.temperature, self.beta, self.ce_weight = divergence, temperature, beta, ce_weight
-        self.teacher = teacher
 
     @property
     def distills(self) -> bool:

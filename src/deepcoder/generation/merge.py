@@ -121,7 +121,7 @@ def _teacher(shards: Sequence[Shard]) -> tuple[str, str]:
         sources = [r.get("teacher") or {} for r in shard.records.values()]
         sources += [shard.manifest["teacher"]] if shard.manifest else []
         for teacher in sources:
-            seen.setdefault((teacher.get("provider"), teacher.get("model")), shard.path)
+            seen.setdefault((str(teacher.get("provider") or "?"), str(teacher.get("model") or "?")), shard.path)
     if len(seen) > 1:
         named = ", ".join(f"{p}/{m} in {path}" for (p, m), path in seen.items())
         raise ValueError(f"merge: shards of different teachers ({named}); merge each teacher on its own")

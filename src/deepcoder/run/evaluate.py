@@ -1,6 +1,6 @@
 """Stage 3: the student (or any policy) as the agent on problems → ``episodes.jsonl`` + ``report.json``.
 
-Greedy (``samples=1``) or sampled (``samples=n`` with ``teacher.temperature>0``): each sample of
+Greedy (``samples=1``) or sampled (``samples=n`` with ``policy.temperature>0``): each sample of
 each problem is one episode with its own seed (:mod:`deepcoder.evaluation.sampling`); pass@k comes from the
 unbiased estimator. With ``teacher_forced.path=FILE`` the report also holds the student's
 teacher-forced metrics on those held-out teacher trajectories (:mod:`deepcoder.evaluation.teacher_forced`).
@@ -49,11 +49,11 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         )
     problems = instantiate(cfg.problems)
     save_config(cfg, output_dir)
-    policy = instantiate(cfg.teacher)
+    policy = instantiate(cfg.policy)
     if samples > 1 and getattr(policy, "temperature", None) == 0:
         raise ValueError(
             f"evaluate: samples={samples} with a greedy policy gives {samples} identical episodes; "
-            "set teacher.temperature > 0 (e.g. 0.8)"
+            "set policy.temperature > 0 (e.g. 0.8)"
         )
     held_out = _teacher_trajectories(cfg, policy)  # checked before any episode runs
     agent = instantiate(cfg.agent)
@@ -148,7 +148,7 @@ def _teacher_trajectories(cfg: DictConfig, policy: Any) -> list[dict[str, Any]]:
 
     if not isinstance(policy, HFPolicy):
         raise ValueError(
-            "teacher_forced.path needs a model policy (teacher=hf / student=DIR): "
+            "teacher_forced.path needs a model policy (policy=hf / student=DIR): "
             f"{policy.provider} has no token probabilities"
         )
     rows = load_trajectories(cfg.teacher_forced.path, only_passed=False)

@@ -20,7 +20,6 @@ from omegaconf import DictConfig
 
 from deepcoder.training.callbacks import finish_wandb_runs
 from deepcoder.training.distill_teacher import build_teacher
-from deepcoder.training.module import DistillationModule
 from deepcoder.utils.console import print_metrics
 from deepcoder.utils.jsonl import save_config, write_json
 
@@ -35,12 +34,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     model, tokenizer = spec.load(seed=cfg.seed)
     student = spec.for_training(model, seed=cfg.seed)  # activation checkpointing, LoRA
     loss = instantiate(cfg.loss)
-    teacher = build_teacher(loss, model, tokenizer, getattr(spec, "name", ""), cfg.data.trajectories)
+    live_teacher = instantiate(cfg.distill_teacher) if cfg.get("distill_teacher") else None
+    teacher = build_teacher(loss, live_teacher, model, tokenizer, getattr(spec, "name", ""), cfg.data.trajectories)
     datamodule = instantiate(
         cfg.data, tokenizer=tokenizer, span=instantiate(cfg.span), teacher_logprobs=loss.distills and teacher is None
     )  # stored top-k in the batches
     datamodule.setup("fit")
-    module = DistillationModule(
+    module = instantiate(cfg.module)(
         student.model,
         loss,
         instantiate(cfg.optimizer),

@@ -147,7 +147,7 @@ class ChatServer:
     def url(self) -> str:
         """The root URL: Groq's SDK base URL (it appends ``/openai/v1``)."""
         host, port = self._http.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host.decode() if isinstance(host, bytes) else host}:{port}"
 
     @property
     def openai_url(self) -> str:

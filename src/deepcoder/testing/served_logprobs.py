@@ -43,7 +43,7 @@ class ServedLogprobs:
 
     @torch.no_grad()
     def __call__(self, messages: list[dict[str, Any]], reply: Reply, k: int) -> list[dict[str, Any]]:
-        prompt = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        prompt = str(self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
         scored = reply.content or ""
         if reply.reasoning:
             prompt += "<think>\n"
@@ -63,6 +63,6 @@ class ServedLogprobs:
         return entries
 
     def _entry(self, index: int, logprob: float) -> dict[str, Any]:
-        raw = self.token_map.token_bytes(self.tokenizer.convert_ids_to_tokens(index))
+        raw = self.token_map.token_bytes(str(self.tokenizer.convert_ids_to_tokens(index)))
         name = f"token_id:{index}" if self.as_token_ids else self.tokenizer.decode([index])
         return {"token": name, "logprob": logprob, "bytes": list(raw)}

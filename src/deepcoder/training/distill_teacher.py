@@ -1,6 +1,6 @@
 """The live teacher of ``loss=kd``/``sad_kd``: a local model, frozen, beside the student.
 
-``loss.teacher`` is a :class:`LiveTeacher`: a hub id or local directory (``name_or_path``,
+``distill_teacher`` (its own config group) is a :class:`LiveTeacher`: a hub id or local directory (``name_or_path``,
 e.g. ``Qwen/Qwen2.5-7B-Instruct`` or a trained ``student/``), or any model spec of the
 ``model=`` group (``spec``, e.g. ``${model}`` with another ``seed``: a tiny teacher for tests).
 It must speak the student's language token for token: the same tokenizer vocabulary, and an
@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from transformers import PreTrainedModel
 
 from deepcoder.losses import SpanLoss
 
@@ -36,7 +37,7 @@ class FrozenTeacher:
     student's checkpoints, optimiser and DDP/FSDP wrapping.
     """
 
-    def __init__(self, model: torch.nn.Module, name: str, vocab_rows: int) -> None:
+    def __init__(self, model: PreTrainedModel, name: str, vocab_rows: int) -> None:
         self.model, self.name = model.eval().requires_grad_(False), name
         head = model.get_output_embeddings()
         self.weight = head.weight[:vocab_rows]
@@ -70,26 +71,28 @@ class LiveTeacher:
     def configured(self) -> bool:
         return self.name_or_path is not None or self.spec is not None
 
-    def load(self, student: torch.nn.Module, student_tokenizer: Any, student_name: str) -> FrozenTeacher:
+    def load(self, student: PreTrainedModel, student_tokenizer: Any, student_name: str) -> FrozenTeacher:
         if self.name_or_path is not None and self.spec is not None:
-            raise ValueError("loss.teacher: give name_or_path or spec, not both")
+            raise ValueError("distill_teacher: give name_or_path or spec, not both")
         if self.spec is not None:
             model, tokenizer = self.spec.load(seed=self.seed)
             name = f"{getattr(self.spec, 'name', '') or type(self.spec).__name__} (seed {self.seed})"
-        else:
+        elif self.name_or_path is not None:
             from deepcoder.models.pretrained import PretrainedModel
 
             model, tokenizer = PretrainedModel(self.name_or_path, torch_dtype=self.torch_dtype).load()
-            name = str(self.name_or_path)
+            name = self.name_or_path
+        else:
+            raise ValueError("distill_teacher: set name_or_path or spec to load a live teacher")
         rows = check_compatible(model, tokenizer, name, student, student_tokenizer, student_name)
         return FrozenTeacher(model, name, rows)
 
 
 def check_compatible(
-    teacher: torch.nn.Module,
+    teacher: PreTrainedModel,
     teacher_tokenizer: Any,
     teacher_name: str,
-    student: torch.nn.Module,
+    student: PreTrainedModel,
     student_tokenizer: Any,
     student_name: str,
 ) -> int:
@@ -115,16 +118,21 @@ def check_compatible(
 
 
 def build_teacher(
-    loss: SpanLoss, student: torch.nn.Module, tokenizer: Any, student_name: str, trajectories: str | Path
+    loss: SpanLoss,
+    live: LiveTeacher | None,
+    student: PreTrainedModel,
+    tokenizer: Any,
+    student_name: str,
+    trajectories: str | Path,
 ) -> FrozenTeacher | None:
     """The frozen live teacher of a distillation loss; None for CE losses and for stored top-k logprobs
     (the batches carry those); a clear error when the loss has no teacher distribution at all."""
     if not loss.distills:
-        if loss.teacher is not None and loss.teacher.configured:
+        if live is not None and live.configured:
             log.warning("loss=%s is cross-entropy: its teacher is not loaded (kd, sad_kd use one)", loss.name)
         return None
-    if loss.teacher is not None and loss.teacher.configured:
-        return loss.teacher.load(student, tokenizer, student_name)
+    if live is not None and live.configured:
+        return live.load(student, tokenizer, student_name)
     providers, with_logprobs = _teacher_providers(Path(trajectories))
     if with_logprobs:
         if loss.temperature != 1.0:
@@ -141,7 +149,7 @@ def build_teacher(
     raise ValueError(
         f"loss={loss.name} ({loss.divergence}) needs the teacher's token distribution and has none: "
         f"no live teacher is configured, and {source}, which carries no top-k logprobs. Set "
-        "loss.teacher.name_or_path=… (a local model with the student's tokenizer), generate with "
+        "distill_teacher.name_or_path=… (a local model with the student's tokenizer), generate with "
         "teacher=openai teacher.top_logprobs=k, or use loss=sad, which needs only the text."
     )
 
