@@ -115,7 +115,7 @@ def test_evaluate_reports_the_contract_keys(trained, tmp_path):
             "evaluate",
             f"student={trained[0] / 'student'}",
             "problems.limit=2",
-            "teacher.max_new_tokens=24",
+            "policy.max_new_tokens=24",
             "agent.max_steps=2",
             f"output_dir={tmp_path}",
         )

@@ -46,7 +46,7 @@ class HFPolicy:
                 "or teacher.model=HUB_ID_OR_PATH"
             )
         if temperature < 0:
-            raise ValueError(f"teacher.temperature must be >= 0, got {temperature}")
+            raise ValueError(f"policy.temperature must be >= 0, got {temperature}")
         self.model = str(model)
         self.max_new_tokens, self.temperature, self.top_p = max_new_tokens, temperature, top_p
         self.stop, self.seed = list(stop), seed
