@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 
-from deepcoder.losses import SpanLoss, TopKLogprobs, span_loss
+from deepcoder.losses import Divergence, SpanLoss, TopKLogprobs, span_loss
 from deepcoder.models.tiny import TinyModel
 from deepcoder.training.chunked_loss import TeacherHead, chunked_span_loss
 from deepcoder.training.distill_teacher import FrozenTeacher, LiveTeacher, build_teacher, check_compatible
@@ -77,6 +77,11 @@ def reference_loss(student, teacher_token, labels, spans, ce_weight):
     return (WEIGHTS.double()[spans] * torch.where(mask, token, 0.0)).sum() / mask.sum()
 
 
+def settings(divergence="forward_kl", temperature=1.0, beta=0.5, ce_weight=0.0) -> Divergence:
+    """span_loss's flat keyword options as the chunked path's one settings object."""
+    return Divergence(divergence, temperature, beta, ce_weight)
+
+
 def assert_close(ours, reference):
     """fp32 against float64: 1e-5 relative, elementwise or to the tensor's largest entry."""
     reference = reference.double()
@@ -113,7 +118,7 @@ def test_span_loss_and_the_chunked_path_match_a_float64_reference(divergence, te
             WEIGHTS,
             chunk_size=chunk_size,
             teacher=TeacherHead(teacher_hidden, teacher_weight),
-            **options,
+            divergence=settings(**options),
         )
         assert_close(result.loss, reference)
         for ours, theirs in zip(torch.autograd.grad(result.loss, (hidden, weight)), ref_grads):
@@ -150,7 +155,7 @@ def test_sparse_top_k_teacher_matches_its_float64_reference(divergence):
     ref_grads = torch.autograd.grad(reference, (hidden, weight))
     full = span_loss(hidden @ weight.T, labels, spans, WEIGHTS, teacher_topk=topk, divergence=divergence, beta=0.3)
     chunked = chunked_span_loss(
-        hidden, weight, labels, spans, WEIGHTS, chunk_size=4, teacher=topk, divergence=divergence, beta=0.3
+        hidden, weight, labels, spans, WEIGHTS, chunk_size=4, teacher=topk, divergence=Divergence(divergence, beta=0.3)
     ).loss
     for ours in (full, chunked):
         assert_close(ours, reference)
@@ -173,7 +178,9 @@ def test_positions_without_a_top_k_teacher_train_on_cross_entropy(divergence):
     uncovered = TopKLogprobs(topk.ids, topk.logprobs.masked_fill(absent.unsqueeze(-1), float("-inf")))
     options = {"divergence": divergence, "beta": 0.3, "ce_weight": 0.25}
     full = span_loss(hidden @ weight.T, labels, spans, WEIGHTS, teacher_topk=uncovered, **options)
-    chunked = chunked_span_loss(hidden, weight, labels, spans, WEIGHTS, chunk_size=4, teacher=uncovered, **options)
+    chunked = chunked_span_loss(
+        hidden, weight, labels, spans, WEIGHTS, chunk_size=4, teacher=uncovered, divergence=settings(**options)
+    )
     for ours in (full, chunked.loss):
         assert_close(ours, reference)
         for grad, theirs in zip(torch.autograd.grad(ours, (hidden, weight)), ref_grads):
@@ -221,7 +228,7 @@ def test_identical_distributions_give_exactly_zero(divergence, temperature):
         WEIGHTS,
         chunk_size=5,
         teacher=TeacherHead(hidden.detach(), weight.detach()),
-        **options,
+        divergence=settings(**options),
     )
     assert result.loss.item() == 0.0 and torch.count_nonzero(result.divergence) == 0
     if temperature == 1.0:
@@ -239,7 +246,7 @@ def test_all_masked_batch_is_zero_with_a_gradient(divergence):
         labels,
         spans,
         WEIGHTS,
-        divergence=divergence,
+        divergence=Divergence(divergence),
         teacher=TeacherHead(teacher_hidden, teacher_weight),
     )
     result.loss.backward()

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import torch
@@ -39,6 +40,35 @@ from deepcoder.core.names import IGNORE_INDEX, SPAN_INDEX, SPAN_NAMES, TRAINED_S
 
 DIVERGENCES = ("forward_kl", "reverse_kl", "jsd")
 TAIL_ROUNDING = 1e-6  # a top-k teacher's leftover mass below this is the rounding of its logprobs: 0
+
+
+@dataclass(frozen=True)
+class Divergence:
+    """How a distillation loss compares student and teacher, checked once here.
+
+    ``kind``: ``forward_kl`` | ``reverse_kl`` | ``jsd``; ``temperature`` τ > 0 softens both
+    distributions; ``beta`` is JSD's β in (0, 1) (unused otherwise); ``ce_weight`` α in [0, 1]
+    makes the per-token loss ``α·CE + (1−α)·D``. The loss functions and the chunked path take it
+    whole, so the four options are declared and validated in one place.
+    """
+
+    kind: str = "forward_kl"
+    temperature: float = 1.0
+    beta: float = 0.5
+    ce_weight: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in DIVERGENCES:
+            raise ValueError(f"divergence must be one of {DIVERGENCES}, got {self.kind!r}")
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if self.kind == "jsd" and not 0.0 < self.beta < 1.0:
+            raise ValueError(f"jsd needs 0 < beta < 1, got {self.beta}")
+        if not 0.0 <= self.ce_weight <= 1.0:
+            raise ValueError(f"ce_weight must be in [0, 1], got {self.ce_weight}")
+
+
+FORWARD_KL = Divergence()  # the default settings: KL(teacher ‖ student), τ = 1, no CE mixed in
 
 
 class TopKLogprobs(NamedTuple):
@@ -57,9 +87,7 @@ def token_losses(
     labels: torch.Tensor,
     teacher_logits: torch.Tensor | None = None,
     teacher_topk: TopKLogprobs | None = None,
-    divergence: str = "forward_kl",
-    temperature: float = 1.0,
-    beta: float = 0.5,
+    divergence: Divergence = FORWARD_KL,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Cross-entropy to ``labels`` and divergence to the teacher (None without one), per position.
 
@@ -70,7 +98,7 @@ def token_losses(
     ce = -log_p.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
     if teacher_logits is None and teacher_topk is None:
         return ce, None
-    check_divergence(divergence, temperature, beta)
+    temperature, kind, beta = divergence.temperature, divergence.kind, divergence.beta
     if teacher_topk is not None:
         if temperature != 1.0:
             raise ValueError(
@@ -82,10 +110,10 @@ def token_losses(
         # Where no teacher is present compare the student with itself (exactly 0, finite, no gradient),
         # then take CE instead: neither an inf nor a NaN can reach the gradient through torch.where.
         log_t = torch.where(present.unsqueeze(-1), log_t, log_s.detach())
-        return ce, torch.where(present, divergence_between(log_t, log_s, divergence, beta), ce)
+        return ce, torch.where(present, divergence_between(log_t, log_s, kind, beta), ce)
     log_s = log_p if temperature == 1.0 else F.log_softmax(upcast(student_logits) / temperature, dim=-1)
     log_t = F.log_softmax(upcast(teacher_logits) / temperature, dim=-1)
-    return ce, divergence_between(log_t, log_s, divergence, beta)
+    return ce, divergence_between(log_t, log_s, kind, beta)
 
 
 def teacher_present(topk: TopKLogprobs) -> torch.Tensor:
@@ -117,16 +145,6 @@ def _log_mixture(log_t: torch.Tensor, log_s: torch.Tensor, beta: float) -> torch
     above = log_t + torch.log1p((1 - beta) * torch.expm1((-d).clamp(max=0)))  # right where P > S
     mixture = torch.where(d <= 0, below, above)
     return torch.where(empty, torch.full_like(mixture, float("-inf")), mixture)
-
-
-def check_divergence(divergence: str, temperature: float, beta: float) -> None:
-    """Refuse an unknown divergence, a temperature ≤ 0, or a JSD β outside (0, 1)."""
-    if divergence not in DIVERGENCES:
-        raise ValueError(f"divergence must be one of {DIVERGENCES}, got {divergence!r}")
-    if not temperature > 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
-    if divergence == "jsd" and not 0.0 < beta < 1.0:
-        raise ValueError(f"jsd needs 0 < beta < 1, got {beta}")
 
 
 def _coarsened(log_s_full: torch.Tensor, topk: TopKLogprobs) -> tuple[torch.Tensor, torch.Tensor]:
@@ -181,11 +199,8 @@ def per_token_loss(
     student_logits: torch.Tensor,
     labels: torch.Tensor,
     teacher_logits: torch.Tensor | None = None,
-    divergence: str = "forward_kl",
-    temperature: float = 1.0,
-    beta: float = 0.5,
     teacher_topk: TopKLogprobs | None = None,
-    ce_weight: float = 0.0,
+    divergence: Divergence = FORWARD_KL,
 ) -> torch.Tensor:
     """Unweighted loss of every position ``[B, T]``; positions with label ``-100`` are 0."""
     mask = labels != IGNORE_INDEX
@@ -207,8 +222,8 @@ def per_token_loss(
             teacher_topk.ids.masked_fill(unsupervised, 0),
             teacher_topk.logprobs.masked_fill(unsupervised, float("-inf")),
         )
-    ce, div = token_losses(student_logits, labels, teacher_logits, teacher_topk, divergence, temperature, beta)
-    token = mix(ce, div, ce_weight)
+    ce, div = token_losses(student_logits, labels, teacher_logits, teacher_topk, divergence)
+    token = mix(ce, div, divergence.ce_weight)
     return torch.where(mask, token, torch.zeros_like(token))  # NaN/inf at unsupervised positions cannot leak
 
 
@@ -230,9 +245,8 @@ def span_loss(
     An all-masked batch gives 0 with a gradient. Passing the global token count of an
     accumulated batch as ``num_tokens`` makes gradient accumulation exact.
     """
-    token = per_token_loss(
-        student_logits, labels, teacher_logits, divergence, temperature, beta, teacher_topk, ce_weight
-    )
+    settings = Divergence(divergence, temperature, beta, ce_weight)
+    token = per_token_loss(student_logits, labels, teacher_logits, teacher_topk, settings)
     return reduce_token_loss(token, labels, span_ids, weights, num_tokens)
 
 
@@ -284,17 +298,23 @@ class SpanLoss:
         self.weights = torch.zeros(len(SPAN_NAMES))
         for span in TRAINED_SPANS:
             self.weights[SPAN_INDEX[span]] = span_weights[span]
-        if divergence is not None:
-            check_divergence(divergence, temperature, beta)
-        if not 0.0 <= ce_weight <= 1.0:
-            raise ValueError(f"ce_weight must be in [0, 1], got {ce_weight}")
-        self.divergence, self.temperature, self.beta, self.ce_weight = divergence, temperature, beta, ce_weight
+        # the flat keys are the config schema (loss.divergence, loss.temperature, …); one object inside
+        self.distillation = None if divergence is None else Divergence(divergence, temperature, beta, ce_weight)
         self.teacher = teacher
 
     @property
     def distills(self) -> bool:
         """Whether the loss compares the student to a teacher's distribution (``kd``, ``sad_kd``)."""
-        return self.divergence is not None
+        return self.distillation is not None
+
+    @property
+    def divergence(self) -> str | None:
+        """The divergence's name, None for a cross-entropy loss."""
+        return None if self.distillation is None else self.distillation.kind
+
+    @property
+    def temperature(self) -> float:
+        return 1.0 if self.distillation is None else self.distillation.temperature
 
     def __call__(
         self,
@@ -309,19 +329,8 @@ class SpanLoss:
             raise ValueError(f"loss {self.name!r} ({self.divergence}) needs teacher logits or top-k logprobs")
         if not self.distills and (teacher_logits is not None or teacher_topk is not None):
             raise ValueError(f"loss {self.name!r} is cross-entropy: it takes no teacher")
-        return span_loss(
-            logits,
-            labels,
-            span_ids,
-            self.weights,
-            teacher_logits,
-            self.divergence or "forward_kl",
-            self.temperature,
-            self.beta,
-            num_tokens,
-            teacher_topk,
-            self.ce_weight,
-        )
+        token = per_token_loss(logits, labels, teacher_logits, teacher_topk, self.distillation or FORWARD_KL)
+        return reduce_token_loss(token, labels, span_ids, self.weights, num_tokens)
 
     def __repr__(self) -> str:
         weights = {name: float(self.weights[SPAN_INDEX[name]]) for name in sorted(TRAINED_SPANS)}

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from deepcoder.core.names import IGNORE_INDEX
-from deepcoder.losses import TopKLogprobs, check_divergence, mix, teacher_present, token_losses, upcast
+from deepcoder.losses import FORWARD_KL, Divergence, TopKLogprobs, mix, teacher_present, token_losses, upcast
 
 
 @dataclass(frozen=True)
@@ -52,10 +52,7 @@ class TeacherHead:
 @dataclass(frozen=True)
 class _Settings:
     chunk_size: int
-    divergence: str
-    temperature: float
-    beta: float
-    ce_weight: float
+    divergence: Divergence
     needs_grad: bool
 
 
@@ -81,10 +78,8 @@ def _chunk_loss(
         return total, ce, None, grad.mul_(token_weights.unsqueeze(-1))
     with torch.enable_grad():
         z = logits.detach().requires_grad_(settings.needs_grad)
-        ce, div = token_losses(
-            z, labels, teacher_logits, teacher_topk, settings.divergence, settings.temperature, settings.beta
-        )
-        total = (mix(ce, div, settings.ce_weight) * token_weights).sum()
+        ce, div = token_losses(z, labels, teacher_logits, teacher_topk, settings.divergence)
+        total = (mix(ce, div, settings.divergence.ce_weight) * token_weights).sum()
     grad = torch.autograd.grad(total, z)[0] if settings.needs_grad else None
     return total.detach(), ce.detach(), None if div is None else div.detach(), grad
 
@@ -170,16 +165,13 @@ def chunked_span_loss(
     num_tokens: int | torch.Tensor | None = None,
     *,
     teacher: TeacherHead | TopKLogprobs | None = None,
-    divergence: str = "forward_kl",
-    temperature: float = 1.0,
-    beta: float = 0.5,
-    ce_weight: float = 0.0,
+    divergence: Divergence = FORWARD_KL,
 ) -> ChunkedLoss:
     """``Σ_t w[span_t]·ℓ_t / N`` from ``hidden`` ``[B, T, H]`` aligned with ``labels`` ``[B, T]``.
 
     ``weight``/``bias`` are the output projection (``lm_head``). Without ``teacher``, ``ℓ`` is
     cross-entropy; with one (a :class:`TeacherHead` or :class:`~deepcoder.losses.TopKLogprobs`
-    ``[B, T, k]``, aligned with the labels) it is the divergence, mixed with CE by ``ce_weight``,
+    ``[B, T, k]``, aligned with the labels) it is the ``divergence``, mixed with CE by its ``ce_weight``,
     exactly as in :func:`~deepcoder.losses.span_loss`. Same normalisation: ``N`` is the
     supervised-token count or ``num_tokens``. The teacher is a constant (no gradient flows to it).
     """
@@ -206,10 +198,8 @@ def chunked_span_loss(
                 f"must be labels {tuple(labels.shape)} × k"
             )
         kept_teacher = TopKLogprobs(teacher.ids[mask], teacher.logprobs.detach()[mask])
-    if kept_teacher is not None:
-        check_divergence(divergence, temperature, beta)
     needs_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (hidden, weight, bias))
-    settings = _Settings(chunk_size, divergence, temperature, beta, ce_weight, needs_grad)
+    settings = _Settings(chunk_size, divergence, needs_grad)
     token_weights = upcast(weights.to(device=hidden.device))[kept_spans]
     total, ce, correct, div = _ChunkedProjectionLoss.apply(
         kept_hidden, weight, bias, kept_labels, token_weights, kept_teacher, settings

@@ -9,7 +9,7 @@ import lightning as L
 import torch
 
 from deepcoder.core.names import SPAN_INDEX, TRAINED_SPANS
-from deepcoder.losses import SpanLoss, TopKLogprobs
+from deepcoder.losses import FORWARD_KL, SpanLoss, TopKLogprobs
 from deepcoder.training.chunked_loss import ChunkedLoss, TeacherHead, chunked_span_loss
 from deepcoder.training.distill_teacher import FrozenTeacher
 
@@ -79,10 +79,7 @@ class DistillationModule(L.LightningModule):
             chunk_size=self.chunk_size,
             num_tokens=window,
             teacher=self._teacher(batch, inputs),
-            divergence=self.loss.divergence or "forward_kl",
-            temperature=self.loss.temperature,
-            beta=self.loss.beta,
-            ce_weight=self.loss.ce_weight,
+            divergence=self.loss.distillation or FORWARD_KL,
         )
         # The window count normalises the whole window on every rank: undo Lightning's division
         # by accumulate_grad_batches and DDP's gradient averaging, so the step is exact.
