@@ -21,9 +21,13 @@ student pay for mass outside the teacher's top-k. A position where nothing was r
 logprobs ``-inf``: a token the stored logprobs do not cover, such as an inlined reasoning
 channel) has no teacher distribution; there the divergence is replaced by the cross-entropy to
 the label, the teacher's own sampled token (forward KL to that one-hot is exactly CE), so every
-supervised token still trains and no made-up distribution enters the loss. With ``reverse_kl`` it is infinite where the
-teacher's top-k hold all its mass (a confident token returned with logprob 0.0) and the
-student's do not, as for a dense teacher with zeros: prefer ``forward_kl`` or ``jsd`` there.
+supervised token still trains and no made-up distribution enters the loss. Confident tokens
+(top-k mass ≥ 1 − 1e-6, the normal case for code with top-20) stay finite: ``forward_kl`` and
+``jsd`` are finite by construction (the student's mass is never 0; JSD compares with the
+mixture), and ``reverse_kl`` = KL(S‖P), which would be infinite where the teacher's rest rounds
+to 0 and the student's does not, takes the teacher's rest as at least ``TAIL_ROUNDING``
+(renormalised): a large, finite penalty for student mass outside the teacher's top-k.
+A dense teacher with exact zeros (masked vocabulary rows) still gives ``reverse_kl`` = ∞ there.
 """
 
 from __future__ import annotations
@@ -105,7 +109,7 @@ def token_losses(
                 f"temperature {temperature}: top-k teacher logprobs only support temperature 1 "
                 "(softening needs the teacher's whole distribution)"
             )
-        log_t, log_s = _coarsened(log_p, teacher_topk)
+        log_t, log_s = _coarsened(log_p, teacher_topk, floor_tail=kind == "reverse_kl")
         present = teacher_present(teacher_topk)
         # Where no teacher is present compare the student with itself (exactly 0, finite, no gradient),
         # then take CE instead: neither an inf nor a NaN can reach the gradient through torch.where.
@@ -147,8 +151,16 @@ def _log_mixture(log_t: torch.Tensor, log_s: torch.Tensor, beta: float) -> torch
     return torch.where(empty, torch.full_like(mixture, float("-inf")), mixture)
 
 
-def _coarsened(log_s_full: torch.Tensor, topk: TopKLogprobs) -> tuple[torch.Tensor, torch.Tensor]:
-    """Teacher and student log-probabilities over the k top-k tokens plus the rest, ``[..., k+1]``."""
+def _coarsened(
+    log_s_full: torch.Tensor, topk: TopKLogprobs, floor_tail: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Teacher and student log-probabilities over the k top-k tokens plus the rest, ``[..., k+1]``.
+
+    ``floor_tail`` (reverse KL): the teacher's rest is at least ``TAIL_ROUNDING``, the mass its
+    rounded logprobs can hide, and its k + 1 outcomes are renormalised (a rounding sum above 1 too).
+    KL(S‖P) is then finite where a confident teacher's top-k round to all its mass, and still
+    charges the student ``log(s_rest / 1e-6)`` per unit of mass it puts outside them.
+    """
     ids, log_t = topk.ids, topk.logprobs.to(log_s_full.dtype)
     if ids.shape != log_t.shape or ids.shape[:-1] != log_s_full.shape[:-1]:
         raise ValueError(
@@ -166,6 +178,10 @@ def _coarsened(log_s_full: torch.Tensor, topk: TopKLogprobs) -> tuple[torch.Tens
     student_rest = torch.logsumexp(log_s_full.masked_fill(in_top_k, float("-inf")), dim=-1, keepdim=True)
     # The teacher's rest is all that is known of it: 1 − Σ top-k, with rounding noise counted as 0.
     teacher_mass = torch.logsumexp(log_t, dim=-1, keepdim=True)
+    if floor_tail:
+        teacher_rest = _log1mexp(teacher_mass).clamp(min=math.log(TAIL_ROUNDING))
+        teacher = torch.cat([log_t, teacher_rest], -1)
+        return teacher - torch.logsumexp(teacher, dim=-1, keepdim=True), torch.cat([log_s, student_rest], -1)
     teacher_rest = torch.where(
         teacher_mass < math.log1p(-TAIL_ROUNDING), _log1mexp(teacher_mass), torch.full_like(teacher_mass, float("-inf"))
     )
