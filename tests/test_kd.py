@@ -322,7 +322,7 @@ def module_gradient(student, teacher, loss, micro_batches, window: int, accumula
     module.trainer = SimpleNamespace(accumulate_grad_batches=accumulate, world_size=world_size)
     student.zero_grad()
     for micro in micro_batches:
-        (module._step({**micro, "window_tokens": torch.tensor(window)}, "train") / accumulate).backward()
+        (module._step({**micro, "window_norm": torch.tensor(window)}, "train") / accumulate).backward()
     return [p.grad.clone() / world_size for p in student.parameters()]
 
 

@@ -1,9 +1,11 @@
 """The span-aware loss family: one reference implementation, configured per ``loss=`` option.
 
 ``span_loss`` is the reference form of every loss (DESIGN.md): per-token cross-entropy to the
-labels, or a divergence to a teacher's distribution, weighted by the token's span and divided
-by the number of supervised tokens. With every weight 1 and no teacher it is exactly the
-``sft`` loss, so ``sad`` is a strict generalisation of the baseline. Computation is in fp32 (or float64).
+labels, or a divergence to a teacher's distribution, weighted by the token's span (and, with
+``step_decay``, its agent step) and divided by the number of supervised tokens (or, with
+``normalize="weights"``, by the sum of their weights). With every weight 1 and no teacher it is
+exactly the ``sft`` loss, so ``sad`` is a strict generalisation of the baseline. Observation
+tokens, when supervised (``loss.observation``), always take CE. Computation is in fp32 (or float64).
 
 Conventions (P = teacher, S = student, both softened by the temperature τ, no τ² factor, as
 in TRL's GKD trainer): ``forward_kl`` = KL(P‖S); ``reverse_kl`` = KL(S‖P); ``jsd`` is the
@@ -43,6 +45,8 @@ import torch.nn.functional as F
 from deepcoder.core.names import IGNORE_INDEX, SPAN_INDEX, SPAN_NAMES, TRAINED_SPANS
 
 DIVERGENCES = ("forward_kl", "reverse_kl", "jsd")
+NORMALIZATIONS = ("tokens", "weights")  # loss.normalize: N = supervised tokens, or the sum of their weights
+OBSERVATION = SPAN_INDEX["observation"]  # supervised only by CE: no teacher produced these tokens
 TAIL_ROUNDING = 1e-6  # a top-k teacher's leftover mass below this is the rounding of its logprobs: 0
 
 
@@ -217,8 +221,10 @@ def per_token_loss(
     teacher_logits: torch.Tensor | None = None,
     teacher_topk: TopKLogprobs | None = None,
     divergence: Divergence = FORWARD_KL,
+    ce_only: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Unweighted loss of every position ``[B, T]``; positions with label ``-100`` are 0."""
+    """Unweighted loss of every position ``[B, T]``; positions with label ``-100`` are 0, and
+    positions in ``ce_only`` (observations) take CE even with a teacher."""
     mask = labels != IGNORE_INDEX
     if teacher_logits is not None and teacher_topk is not None:
         raise ValueError("give the teacher as full logits or as top-k logprobs, not both")
@@ -240,6 +246,8 @@ def per_token_loss(
         )
     ce, div = token_losses(student_logits, labels, teacher_logits, teacher_topk, divergence)
     token = mix(ce, div, divergence.ce_weight)
+    if ce_only is not None and div is not None:
+        token = torch.where(ce_only, ce, token)
     return torch.where(mask, token, torch.zeros_like(token))  # NaN/inf at unsupervised positions cannot leak
 
 
@@ -255,15 +263,24 @@ def span_loss(
     num_tokens: int | torch.Tensor | None = None,
     teacher_topk: TopKLogprobs | None = None,
     ce_weight: float = 0.0,
+    *,
+    step_ids: torch.Tensor | None = None,
+    step_decay: float = 1.0,
+    normalize: str = "tokens",
 ) -> torch.Tensor:
-    """``Σ_t w[span_t]·ℓ_t / N`` with ``N`` the supervised-token count (or the global ``num_tokens``).
+    """``Σ_t w_t·ℓ_t / N`` with ``w_t = weights[span_t]·step_decay^step_t`` (``step_ids``: each token's
+    agent step, see :func:`token_weights`) and ``N`` the supervised-token count (``normalize="tokens"``)
+    or ``Σ_t w_t`` (``"weights"``), or the global ``num_tokens`` given for either.
 
-    An all-masked batch gives 0 with a gradient. Passing the global token count of an
-    accumulated batch as ``num_tokens`` makes gradient accumulation exact.
+    An all-masked batch gives 0 with a gradient. Passing the global normaliser of an accumulated
+    batch as ``num_tokens`` makes gradient accumulation exact. Observation tokens (weighted by
+    ``loss.observation``) always take CE: a teacher never produced them.
     """
     settings = Divergence(divergence, temperature, beta, ce_weight)
-    token = per_token_loss(student_logits, labels, teacher_logits, teacher_topk, settings)
-    return reduce_token_loss(token, labels, span_ids, weights, num_tokens)
+    token = per_token_loss(student_logits, labels, teacher_logits, teacher_topk, settings, span_ids == OBSERVATION)
+    return reduce_token_loss(
+        token, labels, span_ids, weights, num_tokens, step_ids=step_ids, step_decay=step_decay, normalize=normalize
+    )
 
 
 def reduce_token_loss(
@@ -271,13 +288,54 @@ def reduce_token_loss(
     labels: torch.Tensor,
     span_ids: torch.Tensor,
     weights: torch.Tensor,
-    num_tokens: int | torch.Tensor | None = None,
+    num_tokens: int | float | torch.Tensor | None = None,
+    *,
+    step_ids: torch.Tensor | None = None,
+    step_decay: float = 1.0,
+    normalize: str = "tokens",
 ) -> torch.Tensor:
     """The weighting and normalisation of :func:`span_loss`, applied to per-token losses."""
-    mask = labels != IGNORE_INDEX
-    weight = weights.to(device=token.device, dtype=token.dtype)[span_ids] * mask
-    count = mask.sum() if num_tokens is None else torch.as_tensor(num_tokens, device=token.device)
-    return (weight * token).sum() / count.clamp(min=1)
+    weight = token_weights(labels, span_ids, weights, step_ids, step_decay).to(token.dtype)
+    if num_tokens is None:
+        norm = local_normalizer(labels, weight, normalize)
+    else:
+        norm = torch.as_tensor(num_tokens, device=token.device)
+    return (weight * token).sum() / normalizer_or_one(norm)
+
+
+def token_weights(
+    labels: torch.Tensor,
+    span_ids: torch.Tensor,
+    weights: torch.Tensor,
+    step_ids: torch.Tensor | None = None,
+    step_decay: float = 1.0,
+) -> torch.Tensor:
+    """Each position's loss weight: ``weights[span]·step_decay^step`` where supervised, else 0.
+
+    ``step_ids`` is each token's agent step (``-1`` outside any step: weighted as step 0);
+    ``step_decay`` γ < 1 weights a trajectory's first steps most, γ > 1 its last ones.
+    """
+    dtype = torch.promote_types(weights.dtype, torch.float32)
+    weight = weights.to(device=labels.device, dtype=dtype)[span_ids] * (labels != IGNORE_INDEX)
+    if step_ids is not None and step_decay != 1.0:
+        weight = weight * torch.full_like(weight, step_decay) ** step_ids.clamp(min=0).to(dtype)
+    return weight
+
+
+def local_normalizer(labels: torch.Tensor, weight: torch.Tensor, normalize: str) -> torch.Tensor:
+    """``N`` of these positions alone: their supervised-token count, or the sum of their weights."""
+    check_normalize(normalize)
+    return (labels != IGNORE_INDEX).sum() if normalize == "tokens" else weight.sum()
+
+
+def normalizer_or_one(norm: torch.Tensor) -> torch.Tensor:
+    """``N``, or 1 where it is 0 (an all-masked batch: loss 0, with a gradient)."""
+    return torch.where(norm > 0, norm, torch.ones_like(norm))
+
+
+def check_normalize(normalize: str) -> None:
+    if normalize not in NORMALIZATIONS:
+        raise ValueError(f"loss.normalize must be one of {NORMALIZATIONS}, got {normalize!r}")
 
 
 class SpanLoss:
@@ -289,6 +347,10 @@ class SpanLoss:
     shipped ``loss=`` option has the ``teacher`` key, so one sweep over ``loss=sft,sad,sad_kd``
     can set it; cross-entropy losses leave it unused.
     ``answer`` defaults to the action weight: a final answer is an action on the environment.
+    ``observation`` > 0 supervises the environment's observation tokens with CE at that weight
+    (ActObs-style; never a divergence: no teacher produced them). ``step_decay`` γ weights agent
+    step s by γ^s. ``normalize``: ``tokens`` divides by the supervised-token count (Σw·ℓ/N),
+    ``weights`` by the sum of their weights (Σw·ℓ/Σw: every loss trains at the same effective rate).
     """
 
     def __init__(
@@ -297,6 +359,9 @@ class SpanLoss:
         reason: float = 1.0,
         action: float = 1.0,
         answer: float | None = None,
+        observation: float = 0.0,
+        step_decay: float = 1.0,
+        normalize: str = "tokens",
         divergence: str | None = None,
         temperature: float = 1.0,
         beta: float = 0.5,
@@ -308,12 +373,19 @@ class SpanLoss:
             "reason": reason,
             "action": action,
             "answer": action if answer is None else answer,
+            "observation": observation,
         }
         if any(w < 0 for w in span_weights.values()):
             raise ValueError(f"loss weights must be >= 0, got {dict(span_weights)}")
+        if not step_decay > 0:
+            raise ValueError(f"loss.step_decay must be > 0 (1 = every step alike), got {step_decay}")
+        check_normalize(normalize)
         self.weights = torch.zeros(len(SPAN_NAMES))
-        for span in TRAINED_SPANS:
-            self.weights[SPAN_INDEX[span]] = span_weights[span]
+        for span, weight in span_weights.items():
+            self.weights[SPAN_INDEX[span]] = weight
+        self.step_decay, self.normalize = step_decay, normalize
+        # observation tokens get labels only when they are trained: at 0 the loss is exactly the old one
+        self.supervised_spans = TRAINED_SPANS | ({"observation"} if observation > 0 else set())
         # the flat keys are the config schema (loss.divergence, loss.temperature, …); one object inside
         self.distillation = None if divergence is None else Divergence(divergence, temperature, beta, ce_weight)
         self.teacher = teacher
@@ -338,17 +410,28 @@ class SpanLoss:
         labels: torch.Tensor,
         span_ids: torch.Tensor,
         teacher_logits: torch.Tensor | None = None,
-        num_tokens: int | None = None,
+        num_tokens: int | float | None = None,
         teacher_topk: TopKLogprobs | None = None,
+        step_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
         if self.distills and teacher_logits is None and teacher_topk is None:
             raise ValueError(f"loss {self.name!r} ({self.divergence}) needs teacher logits or top-k logprobs")
         if not self.distills and (teacher_logits is not None or teacher_topk is not None):
             raise ValueError(f"loss {self.name!r} is cross-entropy: it takes no teacher")
-        token = per_token_loss(logits, labels, teacher_logits, teacher_topk, self.distillation or FORWARD_KL)
-        return reduce_token_loss(token, labels, span_ids, self.weights, num_tokens)
+        divergence = self.distillation or FORWARD_KL
+        token = per_token_loss(logits, labels, teacher_logits, teacher_topk, divergence, span_ids == OBSERVATION)
+        return reduce_token_loss(
+            token,
+            labels,
+            span_ids,
+            self.weights,
+            num_tokens,
+            step_ids=step_ids,
+            step_decay=self.step_decay,
+            normalize=self.normalize,
+        )
 
     def __repr__(self) -> str:
-        weights = {name: float(self.weights[SPAN_INDEX[name]]) for name in sorted(TRAINED_SPANS)}
+        weights = {name: float(self.weights[SPAN_INDEX[name]]) for name in sorted(self.supervised_spans)}
         extra = f", divergence={self.divergence!r}" if self.distills else ""
         return f"SpanLoss(name={self.name!r}, weights={weights}{extra})"
