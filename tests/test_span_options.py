@@ -13,6 +13,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.nn.functional as F
+from hydra.utils import instantiate
 
 from deepcoder.core.names import IGNORE_INDEX, SPAN_INDEX, SPAN_NAMES, TRAINED_SPANS
 from deepcoder.data.datamodule import TrajectoryDataModule, collate
@@ -28,6 +29,8 @@ from deepcoder.spans.view import render_tokens
 from deepcoder.training.chunked_loss import TeacherHead, chunked_span_loss
 from deepcoder.training.distill_teacher import LiveTeacher
 from deepcoder.training.module import DistillationModule
+
+from conftest import compose_config
 
 OBS = SPAN_INDEX["observation"]
 TRAINED = {SPAN_INDEX[s] for s in TRAINED_SPANS}
@@ -313,3 +316,35 @@ def test_show_draws_masked_steps(tiny_tokenizer):
     assert [t.masked for t in tokens] == expected and any(expected)
     assert [t.span for t in tokens] == [SPAN_NAMES[s] for s in example.span_ids]
     assert not any(t.masked for t in render_tokens(tiny_tokenizer, bad_record(), StructuredSpans(), []))
+
+
+def test_the_observation_overlay_sweeps_sad_over_three_observation_weights():
+    cfg = compose_config("train", "experiment=observation_supervision", "data.trajectories=x.jsonl", hydra=True)
+    params = cfg.hydra.sweeper.params
+    assert params.loss == "sad" and [float(w) for w in str(params["loss.observation"]).split(",")] == [0, 0.1, 0.5]
+    for weight in (0.0, 0.1, 0.5):  # each job composes to the loss it names
+        job = compose_config(
+            "train",
+            "experiment=observation_supervision",
+            "loss=sad",
+            f"loss.observation={weight}",
+            "data.trajectories=x",
+        )
+        loss = instantiate(job.loss)
+        assert loss.name == "sad" and float(loss.weights[OBS]) == pytest.approx(weight)
+        assert ("observation" in loss.supervised_spans) == (weight > 0)
+        assert job.optimized_metric == "val/loss_action"
+
+
+def test_by_default_parse_error_steps_are_masked(tmp_path, tiny_tokenizer):
+    """Issue #18: a malformed teacher turn is no longer trained on (data.mask_steps=[parse_error])."""
+    path = write(tmp_path / "t.jsonl", [bad_record(f"t{i}") for i in range(2)])
+    cfg = compose_config("train", f"data.trajectories={path}", "data.val_fraction=0", "data.cache=false")
+    data = instantiate(cfg.data, tokenizer=tiny_tokenizer, span=StructuredSpans(), loss=instantiate(cfg.loss))
+    data.setup("fit")
+    example = data.train_set[0]
+    parse_error = [i for i, k in enumerate(example.step_ids) if k == KIND_STEP["parse_error"]]
+    assert all(example.labels[i] == IGNORE_INDEX for i in parse_error if example.span_ids[i] in TRAINED)
+    assert data.stats()["masked_steps"] == {"parse_error": 2}
+    others = [i for i, (s, k) in enumerate(zip(example.span_ids, example.step_ids)) if s in TRAINED and k != 3]
+    assert all(example.labels[i] == example.input_ids[i] for i in others)
