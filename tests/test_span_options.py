@@ -22,6 +22,7 @@ from deepcoder.losses import Divergence, SpanLoss, TopKLogprobs, span_loss, toke
 from deepcoder.models.tiny import TinyModel
 from deepcoder.protocol.parsing import parse_turn
 from deepcoder.protocol.prompts import observation_message
+from deepcoder.show import main as show_main
 from deepcoder.spans.render import render_trajectory
 from deepcoder.spans.strategies import StructuredSpans
 from deepcoder.spans.supervision import supervise
@@ -348,3 +349,25 @@ def test_by_default_parse_error_steps_are_masked(tmp_path, tiny_tokenizer):
     assert data.stats()["masked_steps"] == {"parse_error": 2}
     others = [i for i, (s, k) in enumerate(zip(example.span_ids, example.step_ids)) if s in TRAINED and k != 3]
     assert all(example.labels[i] == example.input_ids[i] for i in others)
+
+
+def test_show_json_marks_masked_tokens(tmp_path, capsys):
+    path = write(tmp_path / "t.jsonl", [bad_record()])
+    show_main([str(path), "--json", "--mask-steps", "repeated_action"])
+    tokens = json.loads(capsys.readouterr().out)
+    masked = "".join(t["text"] for t in tokens if t.get("masked"))
+    assert masked.startswith("Thought: Once more.") and all(t["masked"] is True for t in tokens if "masked" in t)
+    with pytest.raises(SystemExit, match=r"unknown kind\(s\) \['nope'\]"):
+        show_main([str(path), "--mask-steps", "nope"])
+
+
+def test_weight_normalisation_makes_the_loss_invariant_to_scaling_the_weights():
+    """normalize=weights: Σw·ℓ/Σw, so sad at (0.5, 1) and at (1, 2) train at the same rate; tokens: twice."""
+    hidden, weight, labels, spans, steps, _ = random_batch()
+    logits = hidden @ weight.T
+    for normalize, ratio in (("weights", 1.0), ("tokens", 2.0)):
+        small = SpanLoss("sad", reason=0.5, normalize=normalize)(logits, labels, spans)
+        large = SpanLoss("sad", reason=1.0, action=2.0, normalize=normalize)(logits, labels, spans)
+        torch.testing.assert_close(large, ratio * small)
+    with pytest.raises(ValueError, match=r"loss.step_decay=0.5 needs each token's step_ids"):
+        SpanLoss("sad", step_decay=0.5)(logits, labels, spans)

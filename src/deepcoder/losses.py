@@ -315,6 +315,10 @@ def token_weights(
     ``step_ids`` is each token's agent step (``-1`` outside any step: weighted as step 0);
     ``step_decay`` γ < 1 weights a trajectory's first steps most, γ > 1 its last ones.
     """
+    if step_ids is None and step_decay != 1.0:
+        raise ValueError(
+            f"loss.step_decay={step_decay} needs each token's step_ids (the data module's batches have them)"
+        )
     dtype = torch.promote_types(weights.dtype, torch.float32)
     weight = weights.to(device=labels.device, dtype=dtype)[span_ids] * (labels != IGNORE_INDEX)
     if step_ids is not None and step_decay != 1.0:
