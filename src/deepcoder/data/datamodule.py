@@ -274,11 +274,16 @@ class TrajectoryDataModule(L.LightningDataModule):
 
 
 def _teacher_coverage(examples: list[RenderedExample]) -> float:
-    """The share of supervised tokens (after the causal shift) that have the teacher's top-k."""
+    """The share of distilled tokens (supervised after the causal shift, observations aside: they
+    train on CE) that have the teacher's top-k."""
     covered = total = 0
     for example in examples:
         taught = set(example.teacher.positions.tolist()) if example.teacher is not None else set()
-        supervised = [i for i, label in enumerate(example.labels) if i > 0 and label != IGNORE_INDEX]
+        supervised = [
+            i
+            for i, (label, span) in enumerate(zip(example.labels, example.span_ids))
+            if i > 0 and label != IGNORE_INDEX and span != SPAN_INDEX["observation"]
+        ]
         covered += sum(1 for i in supervised if i in taught)
         total += len(supervised)
     return covered / total if total else 0.0
