@@ -371,3 +371,9 @@ def test_weight_normalisation_makes_the_loss_invariant_to_scaling_the_weights():
         torch.testing.assert_close(large, ratio * small)
     with pytest.raises(ValueError, match=r"loss.step_decay=0.5 needs each token's step_ids"):
         SpanLoss("sad", step_decay=0.5)(logits, labels, spans)
+
+
+def test_a_distillation_loss_says_observations_train_on_cross_entropy(caplog):
+    with caplog.at_level("INFO", logger="deepcoder.losses"):
+        SpanLoss("sad_kd", observation=0.1, divergence="jsd")
+    assert "observation tokens (loss.observation=0.1) train on cross-entropy, not jsd" in caplog.text

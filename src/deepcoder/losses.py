@@ -34,6 +34,7 @@ A dense teacher with exact zeros (masked vocabulary rows) still gives ``reverse_
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -43,6 +44,8 @@ import torch
 import torch.nn.functional as F
 
 from deepcoder.core.names import IGNORE_INDEX, SPAN_INDEX, SPAN_NAMES, TRAINED_SPANS
+
+log = logging.getLogger(__name__)
 
 DIVERGENCES = ("forward_kl", "reverse_kl", "jsd")
 NORMALIZATIONS = ("tokens", "weights")  # loss.normalize: N = supervised tokens, or the sum of their weights
@@ -392,6 +395,14 @@ class SpanLoss:
         self.supervised_spans = TRAINED_SPANS | ({"observation"} if observation > 0 else set())
         # the flat keys are the config schema (loss.divergence, loss.temperature, …); one object inside
         self.distillation = None if divergence is None else Divergence(divergence, temperature, beta, ce_weight)
+        if self.distillation is not None and observation > 0:
+            log.info(
+                "loss=%s: observation tokens (loss.observation=%s) train on cross-entropy, not %s: "
+                "no teacher produced them",
+                name,
+                observation,
+                divergence,
+            )
         self.teacher = teacher
 
     @property
