@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 
-from deepcoder.losses import SpanLoss, TopKLogprobs, span_loss
+from deepcoder.losses import Divergence, SpanLoss, TopKLogprobs, span_loss
 from deepcoder.models.tiny import TinyModel
 from deepcoder.training.chunked_loss import TeacherHead, chunked_span_loss
 from deepcoder.training.distill_teacher import FrozenTeacher, LiveTeacher, build_teacher, check_compatible
@@ -56,8 +56,9 @@ def reference_token_divergence(
 
 
 def reference_from_log_probs(log_s, log_t, divergence, beta):
-    def kl(log_p, log_q):  # KL(p ‖ q)
-        return F.kl_div(log_q, log_p, log_target=True, reduction="none").sum(-1)
+    def kl(log_p, log_q):  # KL(p ‖ q), with 0·log 0 = 0
+        p = log_p.exp()
+        return (torch.special.xlogy(p, p) - torch.special.xlogy(p, log_q.exp())).sum(-1)
 
     if divergence == "forward_kl":
         return kl(log_t, log_s)
@@ -75,6 +76,11 @@ def reference_loss(student, teacher_token, labels, spans, ce_weight):
     )
     token = ce_weight * ce + (1 - ce_weight) * teacher_token
     return (WEIGHTS.double()[spans] * torch.where(mask, token, 0.0)).sum() / mask.sum()
+
+
+def settings(divergence="forward_kl", temperature=1.0, beta=0.5, ce_weight=0.0) -> Divergence:
+    """span_loss's flat keyword options as the chunked path's one settings object."""
+    return Divergence(divergence, temperature, beta, ce_weight)
 
 
 def assert_close(ours, reference):
@@ -113,7 +119,7 @@ def test_span_loss_and_the_chunked_path_match_a_float64_reference(divergence, te
             WEIGHTS,
             chunk_size=chunk_size,
             teacher=TeacherHead(teacher_hidden, teacher_weight),
-            **options,
+            divergence=settings(**options),
         )
         assert_close(result.loss, reference)
         for ours, theirs in zip(torch.autograd.grad(result.loss, (hidden, weight)), ref_grads):
@@ -134,7 +140,12 @@ def reference_topk(student64, topk: TopKLogprobs, divergence, beta):
     returned = topk.logprobs > float("-inf")
     t_k = topk.logprobs.double().exp() * returned
     s_k = F.softmax(student64, -1).gather(-1, topk.ids) * returned
-    p = torch.cat([t_k, 1 - t_k.sum(-1, keepdim=True)], -1)
+    rest = 1 - t_k.sum(-1, keepdim=True)
+    if divergence == "reverse_kl":  # at least the 1e-6 its rounding can hide, renormalised
+        p = torch.cat([t_k, rest.clamp(min=1e-6)], -1)
+        p = p / p.sum(-1, keepdim=True)
+    else:  # below 1e-6 (or a rounding sum above 1) the rest is rounding: 0
+        p = torch.cat([t_k, torch.where(rest < 1e-6, 0.0, rest)], -1)
     q = torch.cat([s_k, 1 - s_k.sum(-1, keepdim=True)], -1)
     keep = (p > 0) | (q > 0)  # outcomes with no mass on either side do not exist: log 1 − log 1 adds 0
     return reference_from_log_probs(torch.where(keep, q, 1.0).log(), torch.where(keep, p, 1.0).log(), divergence, beta)
@@ -150,7 +161,7 @@ def test_sparse_top_k_teacher_matches_its_float64_reference(divergence):
     ref_grads = torch.autograd.grad(reference, (hidden, weight))
     full = span_loss(hidden @ weight.T, labels, spans, WEIGHTS, teacher_topk=topk, divergence=divergence, beta=0.3)
     chunked = chunked_span_loss(
-        hidden, weight, labels, spans, WEIGHTS, chunk_size=4, teacher=topk, divergence=divergence, beta=0.3
+        hidden, weight, labels, spans, WEIGHTS, chunk_size=4, teacher=topk, divergence=Divergence(divergence, beta=0.3)
     ).loss
     for ours in (full, chunked):
         assert_close(ours, reference)
@@ -173,7 +184,9 @@ def test_positions_without_a_top_k_teacher_train_on_cross_entropy(divergence):
     uncovered = TopKLogprobs(topk.ids, topk.logprobs.masked_fill(absent.unsqueeze(-1), float("-inf")))
     options = {"divergence": divergence, "beta": 0.3, "ce_weight": 0.25}
     full = span_loss(hidden @ weight.T, labels, spans, WEIGHTS, teacher_topk=uncovered, **options)
-    chunked = chunked_span_loss(hidden, weight, labels, spans, WEIGHTS, chunk_size=4, teacher=uncovered, **options)
+    chunked = chunked_span_loss(
+        hidden, weight, labels, spans, WEIGHTS, chunk_size=4, teacher=uncovered, divergence=settings(**options)
+    )
     for ours in (full, chunked.loss):
         assert_close(ours, reference)
         for grad, theirs in zip(torch.autograd.grad(ours, (hidden, weight)), ref_grads):
@@ -183,12 +196,41 @@ def test_positions_without_a_top_k_teacher_train_on_cross_entropy(divergence):
     assert torch.equal(chunked.teacher_present, ~absent[mask])
 
 
+@pytest.mark.parametrize("mass", [1 - 1e-9, 1 + 2e-6])
+@pytest.mark.parametrize("divergence", ["forward_kl", "reverse_kl", "jsd"])
+def test_a_confident_top_k_teacher_gives_a_finite_loss_and_gradients(divergence, mass):
+    """Top-k mass of 1 − 1e-9 (a confident token) or a rounding sum of 1 + 2e-6: before the tail
+    floor, reverse KL was inf with NaN gradients. Now finite, equal to the float64 reference,
+    and chunked = reference; gradient descent moves student mass into the teacher's top-k."""
+    hidden, weight, _, _, labels, spans = batch()
+    ids = torch.stack([torch.randperm(V, generator=torch.Generator().manual_seed(i))[:3] for i in range(B * T)])
+    probs = torch.tensor([0.9, 0.09, mass - 0.99], dtype=torch.float64)
+    topk = TopKLogprobs(ids.view(B, T, 3), probs.log().float().expand(B, T, 3).clone())
+    student64 = hidden.double() @ weight.double().T
+    reference = reference_loss(student64, reference_topk(student64, topk, divergence, 0.5), labels, spans, 0.0)
+    full = span_loss(hidden @ weight.T, labels, spans, WEIGHTS, teacher_topk=topk, divergence=divergence)
+    chunked = chunked_span_loss(
+        hidden, weight, labels, spans, WEIGHTS, chunk_size=4, teacher=topk, divergence=Divergence(divergence)
+    ).loss
+    ref_grads = torch.autograd.grad(reference, (hidden, weight))
+    for ours in (full, chunked):
+        assert torch.isfinite(ours)
+        assert_close(ours, reference)
+        grads = torch.autograd.grad(ours, (hidden, weight))
+        for grad, theirs in zip(grads, ref_grads):
+            assert torch.isfinite(grad).all()
+            assert_close(grad, theirs)
+    outside = ~torch.zeros(B, T, V, dtype=torch.bool).scatter_(-1, topk.ids, True)
+    with torch.no_grad():
+        rest = [(F.softmax(h @ weight.T, -1) * outside)[labels != -100].sum() for h in (hidden, hidden - grads[0])]
+    assert rest[1] < rest[0]
+
+
 def test_top_k_over_the_whole_vocabulary_is_the_dense_divergence():
-    """(Not reverse KL: where the teacher's k logprobs round to a sum of 1, its tail is 0 and the
-    student's rounding-size tail makes KL(S‖T) infinite, as a dense teacher's zeros do.)"""
+    """Reverse KL too: its 1e-6 floor on the teacher's rest shifts it by about log(1 + 1e-6)."""
     hidden, weight, teacher_hidden, teacher_weight, labels, spans = batch()
     teacher = teacher_hidden @ teacher_weight.T
-    for divergence in ("forward_kl", "jsd"):
+    for divergence in ("forward_kl", "reverse_kl", "jsd"):
         dense = span_loss(hidden @ weight.T, labels, spans, WEIGHTS, teacher_logits=teacher, divergence=divergence)
         sparse = span_loss(
             hidden @ weight.T, labels, spans, WEIGHTS, teacher_topk=topk_of(teacher, V), divergence=divergence
@@ -221,7 +263,7 @@ def test_identical_distributions_give_exactly_zero(divergence, temperature):
         WEIGHTS,
         chunk_size=5,
         teacher=TeacherHead(hidden.detach(), weight.detach()),
-        **options,
+        divergence=settings(**options),
     )
     assert result.loss.item() == 0.0 and torch.count_nonzero(result.divergence) == 0
     if temperature == 1.0:
@@ -239,7 +281,7 @@ def test_all_masked_batch_is_zero_with_a_gradient(divergence):
         labels,
         spans,
         WEIGHTS,
-        divergence=divergence,
+        divergence=Divergence(divergence),
         teacher=TeacherHead(teacher_hidden, teacher_weight),
     )
     result.loss.backward()
@@ -280,7 +322,7 @@ def module_gradient(student, teacher, loss, micro_batches, window: int, accumula
     module.trainer = SimpleNamespace(accumulate_grad_batches=accumulate, world_size=world_size)
     student.zero_grad()
     for micro in micro_batches:
-        (module._step({**micro, "window_tokens": torch.tensor(window)}, "train") / accumulate).backward()
+        (module._step({**micro, "window_norm": torch.tensor(window)}, "train") / accumulate).backward()
     return [p.grad.clone() / world_size for p in student.parameters()]
 
 

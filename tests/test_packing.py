@@ -91,7 +91,7 @@ def test_the_packed_training_loader_carries_positions_and_no_mask(sample_traject
     batch = next(iter(data.train_dataloader()))
     assert "attention_mask" not in batch and batch["position_ids"].shape == batch["labels"].shape
     assert (batch["position_ids"][:, 1:] == 0).sum() >= 2  # each row holds several examples
-    assert int(batch["window_tokens"]) == (batch["labels"][:, 1:] != IGNORE_INDEX).sum()
+    assert int(batch["window_norm"]) == (batch["labels"][:, 1:] != IGNORE_INDEX).sum()
 
 
 def test_packing_raises_the_share_of_real_tokens(sample_trajectories, tiny_tokenizer):

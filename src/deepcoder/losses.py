@@ -1,9 +1,11 @@
 """The span-aware loss family: one reference implementation, configured per ``loss=`` option.
 
 ``span_loss`` is the reference form of every loss (the README's contract): per-token cross-entropy to the
-labels, or a divergence to a teacher's distribution, weighted by the token's span and divided
-by the number of supervised tokens. With every weight 1 and no teacher it is exactly the
-``sft`` loss, so ``sad`` is a strict generalisation of the baseline. Computation is in fp32 (or float64).
+labels, or a divergence to a teacher's distribution, weighted by the token's span (and, with
+``step_decay``, its agent step) and divided by the number of supervised tokens (or, with
+``normalize="weights"``, by the sum of their weights). With every weight 1 and no teacher it is
+exactly the ``sft`` loss, so ``sad`` is a strict generalisation of the baseline. Observation
+tokens, when supervised (``loss.observation``), always take CE. Computation is in fp32 (or float64).
 
 Conventions (P = teacher, S = student, both softened by the temperature τ, no τ² factor, as
 in TRL's GKD trainer): ``forward_kl`` = KL(P‖S); ``reverse_kl`` = KL(S‖P); ``jsd`` is the
@@ -21,15 +23,21 @@ student pay for mass outside the teacher's top-k. A position where nothing was r
 logprobs ``-inf``: a token the stored logprobs do not cover, such as an inlined reasoning
 channel) has no teacher distribution; there the divergence is replaced by the cross-entropy to
 the label, the teacher's own sampled token (forward KL to that one-hot is exactly CE), so every
-supervised token still trains and no made-up distribution enters the loss. With ``reverse_kl`` it is infinite where the
-teacher's top-k hold all its mass (a confident token returned with logprob 0.0) and the
-student's do not, as for a dense teacher with zeros: prefer ``forward_kl`` or ``jsd`` there.
+supervised token still trains and no made-up distribution enters the loss. Confident tokens
+(top-k mass ≥ 1 − 1e-6, the normal case for code with top-20) stay finite: ``forward_kl`` and
+``jsd`` are finite by construction (the student's mass is never 0; JSD compares with the
+mixture), and ``reverse_kl`` = KL(S‖P), which would be infinite where the teacher's rest rounds
+to 0 and the student's does not, takes the teacher's rest as at least ``TAIL_ROUNDING``
+(renormalised): a large, finite penalty for student mass outside the teacher's top-k.
+A dense teacher with exact zeros (masked vocabulary rows) still gives ``reverse_kl`` = ∞ there.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
@@ -37,8 +45,41 @@ import torch.nn.functional as F
 
 from deepcoder.core.names import IGNORE_INDEX, SPAN_INDEX, SPAN_NAMES, TRAINED_SPANS
 
+log = logging.getLogger(__name__)
+
 DIVERGENCES = ("forward_kl", "reverse_kl", "jsd")
+NORMALIZATIONS = ("tokens", "weights")  # loss.normalize: N = supervised tokens, or the sum of their weights
+OBSERVATION = SPAN_INDEX["observation"]  # supervised only by CE: no teacher produced these tokens
 TAIL_ROUNDING = 1e-6  # a top-k teacher's leftover mass below this is the rounding of its logprobs: 0
+
+
+@dataclass(frozen=True)
+class Divergence:
+    """How a distillation loss compares student and teacher, checked once here.
+
+    ``kind``: ``forward_kl`` | ``reverse_kl`` | ``jsd``; ``temperature`` τ > 0 softens both
+    distributions; ``beta`` is JSD's β in (0, 1) (unused otherwise); ``ce_weight`` α in [0, 1]
+    makes the per-token loss ``α·CE + (1−α)·D``. The loss functions and the chunked path take it
+    whole, so the four options are declared and validated in one place.
+    """
+
+    kind: str = "forward_kl"
+    temperature: float = 1.0
+    beta: float = 0.5
+    ce_weight: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in DIVERGENCES:
+            raise ValueError(f"divergence must be one of {DIVERGENCES}, got {self.kind!r}")
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if self.kind == "jsd" and not 0.0 < self.beta < 1.0:
+            raise ValueError(f"jsd needs 0 < beta < 1, got {self.beta}")
+        if not 0.0 <= self.ce_weight <= 1.0:
+            raise ValueError(f"ce_weight must be in [0, 1], got {self.ce_weight}")
+
+
+FORWARD_KL = Divergence()  # the default settings: KL(teacher ‖ student), τ = 1, no CE mixed in
 
 
 class TopKLogprobs(NamedTuple):
@@ -57,9 +98,7 @@ def token_losses(
     labels: torch.Tensor,
     teacher_logits: torch.Tensor | None = None,
     teacher_topk: TopKLogprobs | None = None,
-    divergence: str = "forward_kl",
-    temperature: float = 1.0,
-    beta: float = 0.5,
+    divergence: Divergence = FORWARD_KL,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Cross-entropy to ``labels`` and divergence to the teacher (None without one), per position.
 
@@ -70,22 +109,22 @@ def token_losses(
     ce = -log_p.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
     if teacher_logits is None and teacher_topk is None:
         return ce, None
-    check_divergence(divergence, temperature, beta)
+    temperature, kind, beta = divergence.temperature, divergence.kind, divergence.beta
     if teacher_topk is not None:
         if temperature != 1.0:
             raise ValueError(
                 f"temperature {temperature}: top-k teacher logprobs only support temperature 1 "
                 "(softening needs the teacher's whole distribution)"
             )
-        log_t, log_s = _coarsened(log_p, teacher_topk)
+        log_t, log_s = _coarsened(log_p, teacher_topk, floor_tail=kind == "reverse_kl")
         present = teacher_present(teacher_topk)
         # Where no teacher is present compare the student with itself (exactly 0, finite, no gradient),
         # then take CE instead: neither an inf nor a NaN can reach the gradient through torch.where.
         log_t = torch.where(present.unsqueeze(-1), log_t, log_s.detach())
-        return ce, torch.where(present, divergence_between(log_t, log_s, divergence, beta), ce)
+        return ce, torch.where(present, divergence_between(log_t, log_s, kind, beta), ce)
     log_s = log_p if temperature == 1.0 else F.log_softmax(upcast(student_logits) / temperature, dim=-1)
     log_t = F.log_softmax(upcast(teacher_logits) / temperature, dim=-1)
-    return ce, divergence_between(log_t, log_s, divergence, beta)
+    return ce, divergence_between(log_t, log_s, kind, beta)
 
 
 def teacher_present(topk: TopKLogprobs) -> torch.Tensor:
@@ -119,18 +158,16 @@ def _log_mixture(log_t: torch.Tensor, log_s: torch.Tensor, beta: float) -> torch
     return torch.where(empty, torch.full_like(mixture, float("-inf")), mixture)
 
 
-def check_divergence(divergence: str, temperature: float, beta: float) -> None:
-    """Refuse an unknown divergence, a temperature ≤ 0, or a JSD β outside (0, 1)."""
-    if divergence not in DIVERGENCES:
-        raise ValueError(f"divergence must be one of {DIVERGENCES}, got {divergence!r}")
-    if not temperature > 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
-    if divergence == "jsd" and not 0.0 < beta < 1.0:
-        raise ValueError(f"jsd needs 0 < beta < 1, got {beta}")
+def _coarsened(
+    log_s_full: torch.Tensor, topk: TopKLogprobs, floor_tail: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Teacher and student log-probabilities over the k top-k tokens plus the rest, ``[..., k+1]``.
 
-
-def _coarsened(log_s_full: torch.Tensor, topk: TopKLogprobs) -> tuple[torch.Tensor, torch.Tensor]:
-    """Teacher and student log-probabilities over the k top-k tokens plus the rest, ``[..., k+1]``."""
+    ``floor_tail`` (reverse KL): the teacher's rest is at least ``TAIL_ROUNDING``, the mass its
+    rounded logprobs can hide, and its k + 1 outcomes are renormalised (a rounding sum above 1 too).
+    KL(S‖P) is then finite where a confident teacher's top-k round to all its mass, and still
+    charges the student ``log(s_rest / 1e-6)`` per unit of mass it puts outside them.
+    """
     ids, log_t = topk.ids, topk.logprobs.to(log_s_full.dtype)
     if ids.shape != log_t.shape or ids.shape[:-1] != log_s_full.shape[:-1]:
         raise ValueError(
@@ -148,6 +185,10 @@ def _coarsened(log_s_full: torch.Tensor, topk: TopKLogprobs) -> tuple[torch.Tens
     student_rest = torch.logsumexp(log_s_full.masked_fill(in_top_k, float("-inf")), dim=-1, keepdim=True)
     # The teacher's rest is all that is known of it: 1 − Σ top-k, with rounding noise counted as 0.
     teacher_mass = torch.logsumexp(log_t, dim=-1, keepdim=True)
+    if floor_tail:
+        teacher_rest = _log1mexp(teacher_mass).clamp(min=math.log(TAIL_ROUNDING))
+        teacher = torch.cat([log_t, teacher_rest], -1)
+        return teacher - torch.logsumexp(teacher, dim=-1, keepdim=True), torch.cat([log_s, student_rest], -1)
     teacher_rest = torch.where(
         teacher_mass < math.log1p(-TAIL_ROUNDING), _log1mexp(teacher_mass), torch.full_like(teacher_mass, float("-inf"))
     )
@@ -181,13 +222,12 @@ def per_token_loss(
     student_logits: torch.Tensor,
     labels: torch.Tensor,
     teacher_logits: torch.Tensor | None = None,
-    divergence: str = "forward_kl",
-    temperature: float = 1.0,
-    beta: float = 0.5,
     teacher_topk: TopKLogprobs | None = None,
-    ce_weight: float = 0.0,
+    divergence: Divergence = FORWARD_KL,
+    ce_only: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Unweighted loss of every position ``[B, T]``; positions with label ``-100`` are 0."""
+    """Unweighted loss of every position ``[B, T]``; positions with label ``-100`` are 0, and
+    positions in ``ce_only`` (observations) take CE even with a teacher."""
     mask = labels != IGNORE_INDEX
     if teacher_logits is not None and teacher_topk is not None:
         raise ValueError("give the teacher as full logits or as top-k logprobs, not both")
@@ -207,8 +247,10 @@ def per_token_loss(
             teacher_topk.ids.masked_fill(unsupervised, 0),
             teacher_topk.logprobs.masked_fill(unsupervised, float("-inf")),
         )
-    ce, div = token_losses(student_logits, labels, teacher_logits, teacher_topk, divergence, temperature, beta)
-    token = mix(ce, div, ce_weight)
+    ce, div = token_losses(student_logits, labels, teacher_logits, teacher_topk, divergence)
+    token = mix(ce, div, divergence.ce_weight)
+    if ce_only is not None and div is not None:
+        token = torch.where(ce_only, ce, token)
     return torch.where(mask, token, torch.zeros_like(token))  # NaN/inf at unsupervised positions cannot leak
 
 
@@ -224,16 +266,24 @@ def span_loss(
     num_tokens: int | torch.Tensor | None = None,
     teacher_topk: TopKLogprobs | None = None,
     ce_weight: float = 0.0,
+    *,
+    step_ids: torch.Tensor | None = None,
+    step_decay: float = 1.0,
+    normalize: str = "tokens",
 ) -> torch.Tensor:
-    """``Σ_t w[span_t]·ℓ_t / N`` with ``N`` the supervised-token count (or the global ``num_tokens``).
+    """``Σ_t w_t·ℓ_t / N`` with ``w_t = weights[span_t]·step_decay^step_t`` (``step_ids``: each token's
+    agent step, see :func:`token_weights`) and ``N`` the supervised-token count (``normalize="tokens"``)
+    or ``Σ_t w_t`` (``"weights"``), or the global ``num_tokens`` given for either.
 
-    An all-masked batch gives 0 with a gradient. Passing the global token count of an
-    accumulated batch as ``num_tokens`` makes gradient accumulation exact.
+    An all-masked batch gives 0 with a gradient. Passing the global normaliser of an accumulated
+    batch as ``num_tokens`` makes gradient accumulation exact. Observation tokens (weighted by
+    ``loss.observation``) always take CE: a teacher never produced them.
     """
-    token = per_token_loss(
-        student_logits, labels, teacher_logits, divergence, temperature, beta, teacher_topk, ce_weight
+    settings = Divergence(divergence, temperature, beta, ce_weight)
+    token = per_token_loss(student_logits, labels, teacher_logits, teacher_topk, settings, span_ids == OBSERVATION)
+    return reduce_token_loss(
+        token, labels, span_ids, weights, num_tokens, step_ids=step_ids, step_decay=step_decay, normalize=normalize
     )
-    return reduce_token_loss(token, labels, span_ids, weights, num_tokens)
 
 
 def reduce_token_loss(
@@ -241,13 +291,58 @@ def reduce_token_loss(
     labels: torch.Tensor,
     span_ids: torch.Tensor,
     weights: torch.Tensor,
-    num_tokens: int | torch.Tensor | None = None,
+    num_tokens: int | float | torch.Tensor | None = None,
+    *,
+    step_ids: torch.Tensor | None = None,
+    step_decay: float = 1.0,
+    normalize: str = "tokens",
 ) -> torch.Tensor:
     """The weighting and normalisation of :func:`span_loss`, applied to per-token losses."""
-    mask = labels != IGNORE_INDEX
-    weight = weights.to(device=token.device, dtype=token.dtype)[span_ids] * mask
-    count = mask.sum() if num_tokens is None else torch.as_tensor(num_tokens, device=token.device)
-    return (weight * token).sum() / count.clamp(min=1)
+    weight = token_weights(labels, span_ids, weights, step_ids, step_decay).to(token.dtype)
+    if num_tokens is None:
+        norm = local_normalizer(labels, weight, normalize)
+    else:
+        norm = torch.as_tensor(num_tokens, device=token.device)
+    return (weight * token).sum() / normalizer_or_one(norm)
+
+
+def token_weights(
+    labels: torch.Tensor,
+    span_ids: torch.Tensor,
+    weights: torch.Tensor,
+    step_ids: torch.Tensor | None = None,
+    step_decay: float = 1.0,
+) -> torch.Tensor:
+    """Each position's loss weight: ``weights[span]·step_decay^step`` where supervised, else 0.
+
+    ``step_ids`` is each token's agent step (``-1`` outside any step: weighted as step 0);
+    ``step_decay`` γ < 1 weights a trajectory's first steps most, γ > 1 its last ones.
+    """
+    if step_ids is None and step_decay != 1.0:
+        raise ValueError(
+            f"loss.step_decay={step_decay} needs each token's step_ids (the data module's batches have them)"
+        )
+    dtype = torch.promote_types(weights.dtype, torch.float32)
+    weight = weights.to(device=labels.device, dtype=dtype)[span_ids] * (labels != IGNORE_INDEX)
+    if step_ids is not None and step_decay != 1.0:
+        weight = weight * torch.full_like(weight, step_decay) ** step_ids.clamp(min=0).to(dtype)
+    return weight
+
+
+def local_normalizer(labels: torch.Tensor, weight: torch.Tensor, normalize: str) -> torch.Tensor:
+    """``N`` of these positions alone: their supervised-token count, or the sum of their weights."""
+    check_normalize(normalize)
+    return (labels != IGNORE_INDEX).sum() if normalize == "tokens" else weight.sum()
+
+
+def normalizer_or_one(norm: torch.Tensor) -> torch.Tensor:
+    """``N``, or 1 where it is 0 (an all-masked batch: loss 0, with a gradient)."""
+    return torch.where(norm > 0, norm, torch.ones_like(norm))
+
+
+def check_normalize(normalize: str) -> None:
+    if normalize not in NORMALIZATIONS:
+        raise ValueError(f"loss.normalize must be one of {NORMALIZATIONS}, got {normalize!r}")
 
 
 class SpanLoss:
@@ -257,6 +352,10 @@ class SpanLoss:
     it a distillation loss that needs the teacher's distribution: a live local teacher (the
     ``distill_teacher=`` group) or top-k logprobs in the batches.
     ``answer`` defaults to the action weight: a final answer is an action on the environment.
+    ``observation`` > 0 supervises the environment's observation tokens with CE at that weight
+    (ActObs-style; never a divergence: no teacher produced them). ``step_decay`` γ weights agent
+    step s by γ^s. ``normalize``: ``tokens`` divides by the supervised-token count (Σw·ℓ/N),
+    ``weights`` by the sum of their weights (Σw·ℓ/Σw: every loss trains at the same effective rate).
     """
 
     def __init__(
@@ -265,6 +364,9 @@ class SpanLoss:
         reason: float = 1.0,
         action: float = 1.0,
         answer: float | None = None,
+        observation: float = 0.0,
+        step_decay: float = 1.0,
+        normalize: str = "tokens",
         divergence: str | None = None,
         temperature: float = 1.0,
         beta: float = 0.5,
@@ -275,22 +377,43 @@ class SpanLoss:
             "reason": reason,
             "action": action,
             "answer": action if answer is None else answer,
+            "observation": observation,
         }
         if any(w < 0 for w in span_weights.values()):
             raise ValueError(f"loss weights must be >= 0, got {dict(span_weights)}")
+        if not step_decay > 0:
+            raise ValueError(f"loss.step_decay must be > 0 (1 = every step alike), got {step_decay}")
+        check_normalize(normalize)
         self.weights = torch.zeros(len(SPAN_NAMES))
-        for span in TRAINED_SPANS:
-            self.weights[SPAN_INDEX[span]] = span_weights[span]
-        if divergence is not None:
-            check_divergence(divergence, temperature, beta)
-        if not 0.0 <= ce_weight <= 1.0:
-            raise ValueError(f"ce_weight must be in [0, 1], got {ce_weight}")
-        self.divergence, self.temperature, self.beta, self.ce_weight = divergence, temperature, beta, ce_weight
+        for span, weight in span_weights.items():
+            self.weights[SPAN_INDEX[span]] = weight
+        self.step_decay, self.normalize = step_decay, normalize
+        # observation tokens get labels only when they are trained: at 0 the loss is exactly the old one
+        self.supervised_spans = TRAINED_SPANS | ({"observation"} if observation > 0 else set())
+        # the flat keys are the config schema (loss.divergence, loss.temperature, …); one object inside
+        self.distillation = None if divergence is None else Divergence(divergence, temperature, beta, ce_weight)
+        if self.distillation is not None and observation > 0:
+            log.info(
+                "loss=%s: observation tokens (loss.observation=%s) train on cross-entropy, not %s: "
+                "no teacher produced them",
+                name,
+                observation,
+                divergence,
+            )
 
     @property
     def distills(self) -> bool:
         """Whether the loss compares the student to a teacher's distribution (``kd``, ``sad_kd``)."""
-        return self.divergence is not None
+        return self.distillation is not None
+
+    @property
+    def divergence(self) -> str | None:
+        """The divergence's name, None for a cross-entropy loss."""
+        return None if self.distillation is None else self.distillation.kind
+
+    @property
+    def temperature(self) -> float:
+        return 1.0 if self.distillation is None else self.distillation.temperature
 
     def __call__(
         self,
@@ -298,28 +421,28 @@ class SpanLoss:
         labels: torch.Tensor,
         span_ids: torch.Tensor,
         teacher_logits: torch.Tensor | None = None,
-        num_tokens: int | None = None,
+        num_tokens: int | float | None = None,
         teacher_topk: TopKLogprobs | None = None,
+        step_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
         if self.distills and teacher_logits is None and teacher_topk is None:
             raise ValueError(f"loss {self.name!r} ({self.divergence}) needs teacher logits or top-k logprobs")
         if not self.distills and (teacher_logits is not None or teacher_topk is not None):
             raise ValueError(f"loss {self.name!r} is cross-entropy: it takes no teacher")
-        return span_loss(
-            logits,
+        divergence = self.distillation or FORWARD_KL
+        token = per_token_loss(logits, labels, teacher_logits, teacher_topk, divergence, span_ids == OBSERVATION)
+        return reduce_token_loss(
+            token,
             labels,
             span_ids,
             self.weights,
-            teacher_logits,
-            self.divergence or "forward_kl",
-            self.temperature,
-            self.beta,
             num_tokens,
-            teacher_topk,
-            self.ce_weight,
+            step_ids=step_ids,
+            step_decay=self.step_decay,
+            normalize=self.normalize,
         )
 
     def __repr__(self) -> str:
-        weights = {name: float(self.weights[SPAN_INDEX[name]]) for name in sorted(TRAINED_SPANS)}
+        weights = {name: float(self.weights[SPAN_INDEX[name]]) for name in sorted(self.supervised_spans)}
         extra = f", divergence={self.divergence!r}" if self.distills else ""
         return f"SpanLoss(name={self.name!r}, weights={weights}{extra})"

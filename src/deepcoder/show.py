@@ -1,13 +1,16 @@
 """Show one rendered trajectory token by token, coloured by span: what the student is trained on.
 
-``python -m deepcoder.show FILE [--index N] [--json] [--span structured|react|think] [--model tiny|PATH]``
+``python -m deepcoder.show FILE [--index N] [--json] [--span structured|react|think] [--model tiny|PATH]
+[--mask-steps KIND,…]``
 
 FILE is our trajectories JSONL or a FireAct file (imported on the fly, see
 :mod:`deepcoder.spans.importers`). The default span strategy is ``structured`` for our records
 and ``react`` for imported ones. ``--json`` prints only ``[{"text": …, "span": …}, …]``, one
-entry per token, whose texts concatenate to the decoded chat. Otherwise the chat is printed in
-colour with token counts per span and a legend; underlined tokens straddle two spans and take
-the label of their first character (the rule of :mod:`deepcoder.spans.render`).
+entry per token, whose texts concatenate to the decoded chat (``"masked": true`` added on the
+tokens of a masked step). Otherwise the chat is printed in colour with token counts per span and
+a legend; underlined tokens straddle two spans and take the label of their first character (the
+rule of :mod:`deepcoder.spans.render`); struck-through tokens belong to a step of a kind in
+``--mask-steps`` (as ``data.mask_steps``, default ``parse_error``): in the input, not trained.
 The views themselves (also HTML for notebooks and W&B) are in :mod:`deepcoder.spans.view`.
 """
 
@@ -47,18 +50,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", action="store_true", help='print [{"text", "span"}, ...] only')
     parser.add_argument("--span", choices=sorted(STRATEGIES), help="default: structured, react for imports")
     parser.add_argument("--model", default="tiny", help="tokenizer: tiny, or a Hugging Face id or path")
+    parser.add_argument(
+        "--mask-steps",
+        default="parse_error",
+        help="steps drawn as masked, as data.mask_steps: comma-separated parse_error,tool_error,repeated_action "
+        "or '' for none",
+    )
     args = parser.parse_args(argv)
+    mask_steps = [kind for kind in args.mask_steps.split(",") if kind]
     try:
         record, imported = load_record(args.file, args.index)
     except (OSError, ValueError, IndexError) as exc:
         raise SystemExit(f"error: {exc}") from None
     strategy = strategy_for(args.span, imported)
     try:
-        tokens = render_tokens(load_tokenizer(args.model), record, strategy)
+        tokens = render_tokens(load_tokenizer(args.model), record, strategy, mask_steps)
     except ValueError as exc:
         raise SystemExit(f"error: {args.file} index {args.index}: cannot render: {exc}") from None
     if args.json:
-        print(json.dumps([{"text": t.text, "span": t.span} for t in tokens], ensure_ascii=False))
+        rows = [{"text": t.text, "span": t.span, **({"masked": True} if t.masked else {})} for t in tokens]
+        print(json.dumps(rows, ensure_ascii=False))
         return
     console = Console()
     teacher = record.get("teacher") or {}

@@ -30,7 +30,7 @@ from deepcoder.utils.paths import cache_dir
 
 log = logging.getLogger(__name__)
 
-RENDER_VERSION = 2  # bump when render.py, the span rules or the stored fields change
+RENDER_VERSION = 3  # bump when render.py, the span rules or the stored fields change
 
 
 def dataset_key(path: str | Path, tokenizer: PreTrainedTokenizerBase, span: Any, **settings: Any) -> str:
@@ -54,7 +54,10 @@ def cached_examples(key: str, build: Callable[[], list[Item]]) -> tuple[list[Ite
         teachers = torch.load(teacher_path, weights_only=True) if teacher_path.exists() else [None] * len(rows)
         return [
             (
-                RenderedExample(**row["example"], teacher=None if teacher is None else TeacherTopK.from_state(teacher)),
+                RenderedExample(
+                    **{**row["example"], "step_kinds": tuple(map(tuple, row["example"]["step_kinds"]))},
+                    teacher=None if teacher is None else TeacherTopK.from_state(teacher),
+                ),
                 ExampleInfo(**row["info"]),
             )
             for row, teacher in zip(rows, teachers)
@@ -73,6 +76,8 @@ def cached_examples(key: str, build: Callable[[], list[Item]]) -> tuple[list[Ite
                     "input_ids": example.input_ids,
                     "labels": example.labels,
                     "span_ids": example.span_ids,
+                    "step_ids": example.step_ids,
+                    "step_kinds": example.step_kinds,
                 },
                 "info": asdict(info),
             }

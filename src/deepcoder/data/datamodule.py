@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Collection
 from functools import partial
 from typing import Any
 
@@ -18,12 +19,15 @@ from deepcoder.data.curriculum import Curriculum
 from deepcoder.data.example_info import ExampleInfo, Item, describe
 from deepcoder.data.filters import Filters
 from deepcoder.data.loader import ResumableDataLoader
-from deepcoder.data.packing import collate_packed, pack
+from deepcoder.data.packing import collate_packed, pack, step_ids
 from deepcoder.data.stats import real_token_share, span_statistics
-from deepcoder.data.windows import WindowBatchSampler, WindowTagged, supervised_tokens
+from deepcoder.data.supervision import check_mode, relabel
+from deepcoder.data.windows import WindowBatchSampler, WindowTagged, loss_normalizer
+from deepcoder.losses import SpanLoss
 from deepcoder.records.trajectories import load_trajectories
 from deepcoder.spans.labels import SpanStrategy
 from deepcoder.spans.render import RenderedExample, render_trajectory
+from deepcoder.spans.step_kinds import check_kinds
 from deepcoder.spans.teacher_topk import AlignmentCounts, batch_tensors, check_alignment
 from deepcoder.spans.token_map import TokenMap
 
@@ -32,7 +36,8 @@ log = logging.getLogger(__name__)
 
 def collate(examples: list[RenderedExample], pad_id: int) -> dict[str, torch.Tensor]:
     """Right-pad to the longest example of the batch; padding is never supervised. Examples with
-    stored teacher logprobs add ``teacher_ids``/``teacher_logprobs`` ``[B, T, k]``."""
+    stored teacher logprobs add ``teacher_ids``/``teacher_logprobs`` ``[B, T, k]``; ``step_ids`` is each
+    token's agent step (``-1``: none), for ``loss.step_decay``."""
     length = max(len(e) for e in examples)
 
     def pad(rows: list[list[int]], value: int) -> torch.Tensor:
@@ -43,6 +48,7 @@ def collate(examples: list[RenderedExample], pad_id: int) -> dict[str, torch.Ten
         "attention_mask": pad([[1] * len(e) for e in examples], 0),
         "labels": pad([e.labels for e in examples], IGNORE_INDEX),
         "span_ids": pad([e.span_ids for e in examples], SPAN_INDEX["prompt"]),
+        "step_ids": pad([step_ids(e) for e in examples], -1),
     }
     if examples[0].teacher is not None:
         batch.update(batch_tensors([[(e.teacher, 0)] for e in examples], length))
@@ -50,12 +56,12 @@ def collate(examples: list[RenderedExample], pad_id: int) -> dict[str, torch.Ten
 
 
 def collate_tagged(
-    items: list[tuple[list[RenderedExample], int]], pad_id: int, packed: bool
+    items: list[tuple[list[RenderedExample], float]], pad_id: int, packed: bool
 ) -> dict[str, torch.Tensor]:
-    """A training batch of rows (packed, or one example each) with its window's supervised-token count."""
+    """A training batch of rows (packed, or one example each) with its window's loss normaliser."""
     rows = [row for row, _ in items]
     batch = collate_packed(rows, pad_id) if packed else collate([row[0] for row in rows], pad_id)
-    return {**batch, "window_tokens": torch.tensor(items[0][1])}
+    return {**batch, "window_norm": torch.tensor(items[0][1])}
 
 
 class TrajectoryDataModule(L.LightningDataModule):
@@ -66,6 +72,11 @@ class TrajectoryDataModule(L.LightningDataModule):
     :class:`~deepcoder.data.loader.ResumableDataLoader` (mid-epoch resume). With ``packing``,
     examples are packed into evenly filled rows of at most ``pack_length`` (default
     ``max_length``) tokens; see :mod:`deepcoder.data.packing`. Filters run after the cache.
+
+    ``loss`` (set by ``train.py``; default ``sft``'s) decides which spans get labels (observations
+    too with ``loss.observation`` > 0) and each window's normaliser (``loss.normalize``);
+    ``mask_steps`` (kinds of :mod:`deepcoder.spans.step_kinds`) and ``on_masked_step`` (``mask`` |
+    ``drop``) keep bad steps out of the loss (:mod:`deepcoder.data.supervision`).
 
     ``teacher_logprobs`` (set by ``train.py`` for a distillation loss without a live teacher)
     aligns the steps' stored top-k logprobs with the tokens (:mod:`deepcoder.spans.teacher_topk`),
@@ -91,6 +102,9 @@ class TrajectoryDataModule(L.LightningDataModule):
         pack_length: int | None = None,
         group_by_length: bool = False,
         teacher_logprobs: bool = False,
+        loss: SpanLoss | None = None,
+        mask_steps: Collection[str] = ("parse_error",),
+        on_masked_step: str = "mask",
     ) -> None:
         super().__init__()
         if not 0.0 <= val_fraction < 1.0:
@@ -103,6 +117,10 @@ class TrajectoryDataModule(L.LightningDataModule):
         self.filters, self.curriculum = filters or Filters(), curriculum or Curriculum()
         self.packing, self.pack_length, self.group_by_length = packing, pack_length or max_length, group_by_length
         self.token_map = TokenMap(tokenizer) if teacher_logprobs else None
+        self.loss = loss or SpanLoss("sft")
+        self.mask_steps, self.on_masked_step = check_kinds(mask_steps), check_mode(on_masked_step)
+        self.masked: dict[str, int] = {}
+        self.masked_tokens = 0
         self.alignment: AlignmentCounts | None = None
         self.cache_hit = False
         self.dropped: dict[str, int] = {}
@@ -130,6 +148,10 @@ class TrajectoryDataModule(L.LightningDataModule):
                 self.alignment.add(example.teacher.counts)
             check_alignment(self.alignment, self.path)
         items, self.dropped = self.filters.apply(items, self.only_passed)
+        items, self.masked, self.masked_tokens, dropped = relabel(
+            items, self.loss.supervised_spans, self.mask_steps, self.on_masked_step
+        )
+        self.dropped.update(dropped)
         if not items:
             raise ValueError(
                 f"{self.path}: no usable trajectories (only_passed={self.only_passed}, dropped: {self.dropped})"
@@ -176,7 +198,7 @@ class TrajectoryDataModule(L.LightningDataModule):
             else None
         )  # a pack is as hard as its hardest example
         return WindowBatchSampler(
-            [sum(supervised_tokens(examples[i]) for i in row) for row in rows],
+            [sum(loss_normalizer(examples[i], self.loss) for i in row) for row in rows],
             self.batch_size,
             accumulate=accumulate,
             seed=self.seed,
@@ -199,6 +221,8 @@ class TrajectoryDataModule(L.LightningDataModule):
             "train_tokens": sum(tokens),
             "max_length": max(tokens, default=0),
             "dropped": dict(self.dropped),
+            "masked_steps": dict(self.masked),  # per kind of data.mask_steps (on_masked_step=mask)
+            "masked_tokens": self.masked_tokens,
             **span_statistics(self.train_set),
             "packing": self.packing,
             "train_rows": len(rows),
@@ -250,11 +274,16 @@ class TrajectoryDataModule(L.LightningDataModule):
 
 
 def _teacher_coverage(examples: list[RenderedExample]) -> float:
-    """The share of supervised tokens (after the causal shift) that have the teacher's top-k."""
+    """The share of distilled tokens (supervised after the causal shift, observations aside: they
+    train on CE) that have the teacher's top-k."""
     covered = total = 0
     for example in examples:
         taught = set(example.teacher.positions.tolist()) if example.teacher is not None else set()
-        supervised = [i for i, label in enumerate(example.labels) if i > 0 and label != IGNORE_INDEX]
+        supervised = [
+            i
+            for i, (label, span) in enumerate(zip(example.labels, example.span_ids))
+            if i > 0 and label != IGNORE_INDEX and span != SPAN_INDEX["observation"]
+        ]
         covered += sum(1 for i in supervised if i in taught)
         total += len(supervised)
     return covered / total if total else 0.0

@@ -49,15 +49,21 @@ def pack(lengths: list[int], capacity: int, seed: int = 0) -> list[list[int]]:
     return [row for row in rows if row]
 
 
+def step_ids(example: RenderedExample) -> list[int]:
+    """The example's per-token agent steps (``-1`` throughout when not recorded)."""
+    return example.step_ids or [-1] * len(example)
+
+
 def collate_packed(rows: list[list[RenderedExample]], pad_id: int) -> dict[str, torch.Tensor]:
-    """A batch of packed rows: ``input_ids``, ``position_ids``, ``labels``, ``span_ids`` (no mask), and
-    ``teacher_ids``/``teacher_logprobs`` when the examples carry stored teacher logprobs."""
-    ids, positions, labels, spans = [], [], [], []
+    """A batch of packed rows: ``input_ids``, ``position_ids``, ``labels``, ``span_ids``, ``step_ids``
+    (no mask), and ``teacher_ids``/``teacher_logprobs`` when the examples carry stored teacher logprobs."""
+    ids, positions, labels, spans, steps = [], [], [], [], []
     for row in rows:
         ids.append([t for e in row for t in e.input_ids])
         positions.append([p for e in row for p in range(len(e))])
         labels.append([label for e in row for label in [IGNORE_INDEX, *e.labels[1:]][: len(e)]])
         spans.append([s for e in row for s in e.span_ids])
+        steps.append([s for e in row for s in step_ids(e)])
     length = max(len(row) for row in ids)
 
     def pad(rows_: list[list[int]], filler) -> torch.Tensor:  # filler(n): the n padding values
@@ -68,6 +74,7 @@ def collate_packed(rows: list[list[RenderedExample]], pad_id: int) -> dict[str, 
         "position_ids": pad(positions, lambda n: list(range(n))),
         "labels": pad(labels, lambda n: [IGNORE_INDEX] * n),
         "span_ids": pad(spans, lambda n: [SPAN_INDEX["prompt"]] * n),
+        "step_ids": pad(steps, lambda n: [-1] * n),
     }
     if rows[0][0].teacher is not None:
         batch.update(

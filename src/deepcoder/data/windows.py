@@ -1,10 +1,11 @@
-"""Batches that know the supervised-token count of their gradient-accumulation window.
+"""Batches that know the loss normaliser of their gradient-accumulation window.
 
-``span_loss`` divides by the number of supervised tokens. With accumulation over ``k``
-micro-batches, dividing each by its own count weights tokens of short micro-batches more than
-one big batch would. This sampler plans each epoch as *windows* of ``k · world_size``
-batches (one optimizer step of every rank) and tags every batch with the total count of its
-whole window, so the accumulated gradient equals the big batch's exactly.
+``span_loss`` divides by the number of supervised tokens (``loss.normalize=tokens``) or by the
+sum of their loss weights (``weights``). With accumulation over ``k`` micro-batches, dividing
+each by its own normaliser weights tokens of short micro-batches more than one big batch would.
+This sampler plans each epoch as *windows* of ``k · world_size`` batches (one optimizer step of
+every rank) and tags every batch with the normaliser of its whole window (the sum of its rows'
+:func:`loss_normalizer`), so the accumulated gradient equals the big batch's exactly.
 
 The plan is a pure function of ``(seed, epoch)``, identical on every rank:
 
@@ -17,7 +18,7 @@ The plan is a pure function of ``(seed, epoch)``, identical on every rank:
   pool smaller than the window repeats rows);
 - batches are cut to a multiple of ``world_size`` (the few rows of a remainder batch are left
   out that epoch), and rank ``r`` takes batches ``r, r + world_size, …`` of every window.
-  ``window_tokens`` is the count over the whole window, all ranks together: each rank's loss
+  ``window_norm`` is the normaliser of the whole window, all ranks together: each rank's loss
   is its share of the global mean, and the module scales for DDP's gradient averaging.
 
 Lightning runs the epochs: each epoch it calls ``set_epoch`` on ``batch_sampler.sampler``
@@ -35,6 +36,7 @@ from torch.utils.data import Dataset, Sampler
 
 from deepcoder.core.names import IGNORE_INDEX
 from deepcoder.data.curriculum import Curriculum
+from deepcoder.losses import SpanLoss, token_weights
 from deepcoder.spans.render import RenderedExample
 
 Plan = list[list[list[int]]]  # windows → batches → row indices
@@ -45,12 +47,24 @@ def supervised_tokens(example: RenderedExample) -> int:
     return sum(1 for label in example.labels[1:] if label != IGNORE_INDEX)
 
 
-class WindowBatchSampler(Sampler[list[tuple[int, int]]]):
-    """Yields this rank's batches of ``(row index, window token count)``; resumable via ``skip``."""
+def loss_normalizer(example: RenderedExample, loss: SpanLoss) -> float:
+    """The example's share of ``N``: its supervised tokens, or (``loss.normalize=weights``) the sum of
+    their weights (span weight × ``step_decay^step``, as :func:`deepcoder.losses.token_weights`)."""
+    if loss.normalize == "tokens":
+        return supervised_tokens(example)
+    steps = torch.tensor(example.step_ids[1:]) if example.step_ids else None
+    weights = token_weights(
+        torch.tensor(example.labels[1:]), torch.tensor(example.span_ids[1:]), loss.weights, steps, loss.step_decay
+    )
+    return float(weights.sum())
+
+
+class WindowBatchSampler(Sampler[list[tuple[int, float]]]):
+    """Yields this rank's batches of ``(row index, window normaliser)``; resumable via ``skip``."""
 
     def __init__(
         self,
-        token_counts: list[int],
+        norms: list[float],
         batch_size: int,
         accumulate: int = 1,
         shuffle: bool = True,
@@ -70,18 +84,16 @@ class WindowBatchSampler(Sampler[list[tuple[int, int]]]):
             )
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not in a world of {world_size}")
-        if group_by_length and (lengths is None or len(lengths) != len(token_counts)):
+        if group_by_length and (lengths is None or len(lengths) != len(norms)):
             raise ValueError("group_by_length needs one length per row")
         self.curriculum = curriculum if curriculum is not None and curriculum.active else None
-        if self.curriculum and (scores is None or len(scores) != len(token_counts)):
+        if self.curriculum and (scores is None or len(scores) != len(norms)):
             raise ValueError("a curriculum needs one score per row")
-        self.token_counts, self.batch_size, self.accumulate = token_counts, batch_size, accumulate
+        self.norms, self.batch_size, self.accumulate = norms, batch_size, accumulate
         self.shuffle, self.seed, self.lengths, self.group_by_length = shuffle, seed, lengths, group_by_length
         self.world_size, self.rank, self.bucket_windows = world_size, rank, bucket_windows
-        tie_break = torch.randperm(len(token_counts), generator=torch.Generator().manual_seed(seed)).tolist()
-        self.ranked = (
-            sorted(range(len(token_counts)), key=lambda i: (scores[i], tie_break[i])) if self.curriculum else []
-        )
+        tie_break = torch.randperm(len(norms), generator=torch.Generator().manual_seed(seed)).tolist()
+        self.ranked = sorted(range(len(norms)), key=lambda i: (scores[i], tie_break[i])) if self.curriculum else []
         self.epoch, self.skip = 0, 0
         self.sampler = self  # Lightning calls set_epoch on batch_sampler.sampler every epoch
         self._used_batches()  # fails now if the ranks cannot all get a batch
@@ -90,11 +102,11 @@ class WindowBatchSampler(Sampler[list[tuple[int, int]]]):
         self.epoch = epoch
 
     def _used_batches(self) -> int:
-        batches = -(-len(self.token_counts) // self.batch_size)
+        batches = -(-len(self.norms) // self.batch_size)
         used = batches // self.world_size * self.world_size
         if used == 0:
             raise ValueError(
-                f"{len(self.token_counts)} rows in batches of {self.batch_size} "
+                f"{len(self.norms)} rows in batches of {self.batch_size} "
                 f"cannot give every one of {self.world_size} ranks a batch"
             )
         return used
@@ -113,7 +125,7 @@ class WindowBatchSampler(Sampler[list[tuple[int, int]]]):
         sizes = self.window_sizes()
         if self.curriculum:
             return self._curriculum_plan(epoch, sizes, generator)
-        n, b = len(self.token_counts), self.batch_size
+        n, b = len(self.norms), self.batch_size
         order = torch.randperm(n, generator=generator).tolist() if self.shuffle else list(range(n))
         if self.group_by_length:
             bucket = b * sizes[0] * self.bucket_windows
@@ -142,17 +154,17 @@ class WindowBatchSampler(Sampler[list[tuple[int, int]]]):
             windows.append([rows[start : start + b] for start in range(0, size * b, b)])
         return windows
 
-    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+    def __iter__(self) -> Iterator[list[tuple[int, float]]]:
         batches = []
         for window in self.plan(self.epoch):
-            total = sum(self.token_counts[i] for batch in window for i in batch)
+            total = sum(self.norms[i] for batch in window for i in batch)
             batches += [[(i, total) for i in batch] for batch in window[self.rank :: self.world_size]]
         skip, self.skip = self.skip, 0
         yield from batches[skip:]
 
 
 class WindowTagged(Dataset):
-    """Looks up ``(row index, window count)`` keys: returns the row's examples and the count."""
+    """Looks up ``(row index, window normaliser)`` keys: returns the row's examples and the normaliser."""
 
     def __init__(self, examples: list[RenderedExample], rows: list[list[int]]) -> None:
         self.examples, self.rows = examples, rows
@@ -160,5 +172,5 @@ class WindowTagged(Dataset):
     def __len__(self) -> int:
         return len(self.rows)
 
-    def __getitem__(self, key: tuple[int, int]) -> tuple[list[RenderedExample], int]:
+    def __getitem__(self, key: tuple[int, float]) -> tuple[list[RenderedExample], float]:
         return [self.examples[i] for i in self.rows[key[0]]], key[1]

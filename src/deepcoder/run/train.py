@@ -37,8 +37,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     live_teacher = instantiate(cfg.distill_teacher) if cfg.get("distill_teacher") else None
     teacher = build_teacher(loss, live_teacher, model, tokenizer, getattr(spec, "name", ""), cfg.data.trajectories)
     datamodule = instantiate(
-        cfg.data, tokenizer=tokenizer, span=instantiate(cfg.span), teacher_logprobs=loss.distills and teacher is None
-    )  # stored top-k in the batches
+        cfg.data,
+        tokenizer=tokenizer,
+        span=instantiate(cfg.span),
+        teacher_logprobs=loss.distills and teacher is None,  # stored top-k in the batches
+        loss=loss,  # which spans get labels, and the window normaliser
+    )
     datamodule.setup("fit")
     module = instantiate(cfg.module)(
         student.model,

@@ -17,11 +17,13 @@ class SpanStrategy(Protocol):
 
 @dataclass(frozen=True)
 class LabelledTokens:
-    """The rendered chat's tokens with their character offsets and span ids, the per-character labels,
-    and where each message's content starts."""
+    """The rendered chat's tokens with their character offsets, span ids and agent steps, the
+    per-character labels, and where each message's rendered content starts and ends."""
 
     input_ids: list[int]
     offsets: list[tuple[int, int]]
     span_ids: list[int]
     char_spans: list[int]
     message_starts: list[int]
+    step_ids: list[int]
+    message_ends: list[int]

@@ -117,7 +117,7 @@ def align_teacher(tokens: LabelledTokens, record: dict[str, Any], token_map: Tok
             continue
         begin = tokens.message_starts[message]
         first = bisect.bisect_left(starts, begin)
-        last = bisect.bisect_left(starts, begin + len(record["messages"][message]["content"]))
+        last = bisect.bisect_left(starts, tokens.message_ends[message])
         region = list(range(first, min(last + 1, len(starts))))  # + the end-of-turn token after it
         chosen = [token_map.id_of(entry["token"]) for entry in entries]
         student = [tokens.input_ids[k] for k in region]

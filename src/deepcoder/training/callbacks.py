@@ -85,7 +85,7 @@ class TrajectoryTable(L.Callback):
         columns = ["trajectory_id", "problem_id", "passed", *(f"tokens_{span}" for span in SPAN_NAMES), "spans"]
         rows = []
         for _, record in load_trajectories(data.path, data.only_passed)[: self.n]:
-            tokens = render_tokens(data.tokenizer, record, data.span)
+            tokens = render_tokens(data.tokenizer, record, data.span, data.mask_steps)
             counts = [sum(1 for t in tokens if t.span == span) for span in SPAN_NAMES]
             rows.append(
                 [

@@ -22,18 +22,33 @@ import torch
 import torch.nn.functional as F
 
 from deepcoder.core.names import IGNORE_INDEX
-from deepcoder.losses import TopKLogprobs, check_divergence, mix, teacher_present, token_losses, upcast
+from deepcoder.losses import (
+    FORWARD_KL,
+    OBSERVATION,
+    Divergence,
+    TopKLogprobs,
+    local_normalizer,
+    mix,
+    normalizer_or_one,
+    teacher_present,
+    token_losses,
+    token_weights,
+    upcast,
+)
 
 
 @dataclass(frozen=True)
 class ChunkedLoss:
-    """The loss, plus per supervised token (detached): its CE, span id, whether argmax was right,
-    (with a teacher) its divergence to the teacher, and (with a top-k teacher) whether the teacher
-    had a distribution there (where not, ``divergence`` holds the CE that replaced it)."""
+    """The loss and its weighted sum before normalisation (detached), plus per supervised token
+    (detached): its CE, span id, loss weight, whether argmax was right, (with a teacher) its
+    divergence to the teacher, and (with a top-k teacher) whether the teacher had a distribution
+    there (where not, and at observations, ``divergence`` holds the CE that replaced it)."""
 
     loss: torch.Tensor
+    total: torch.Tensor
     token_loss: torch.Tensor
     span_ids: torch.Tensor
+    weight: torch.Tensor
     correct: torch.Tensor
     divergence: torch.Tensor | None = None
     teacher_present: torch.Tensor | None = None
@@ -52,10 +67,7 @@ class TeacherHead:
 @dataclass(frozen=True)
 class _Settings:
     chunk_size: int
-    divergence: str
-    temperature: float
-    beta: float
-    ce_weight: float
+    divergence: Divergence
     needs_grad: bool
 
 
@@ -63,12 +75,14 @@ def _chunk_loss(
     logits: torch.Tensor,
     labels: torch.Tensor,
     token_weights: torch.Tensor,
+    ce_only: torch.Tensor,
     teacher_logits: torch.Tensor | None,
     teacher_topk: TopKLogprobs | None,
     settings: _Settings,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """One chunk's weighted loss sum, per-token CE and divergence, and the sum's gradient w.r.t. the
-    logits (None when no gradient is needed). The per-token math is :func:`token_losses`, differentiated
+    logits (None when no gradient is needed). Positions in ``ce_only`` (observations) take CE even
+    with a teacher. The per-token math is :func:`token_losses`, differentiated
     by autograd; cross-entropy alone takes its closed form ``w·(softmax − onehot)``, built in place
     (two ``[C, V]`` buffers instead of autograd's five)."""
     if teacher_logits is None and teacher_topk is None:
@@ -81,10 +95,9 @@ def _chunk_loss(
         return total, ce, None, grad.mul_(token_weights.unsqueeze(-1))
     with torch.enable_grad():
         z = logits.detach().requires_grad_(settings.needs_grad)
-        ce, div = token_losses(
-            z, labels, teacher_logits, teacher_topk, settings.divergence, settings.temperature, settings.beta
-        )
-        total = (mix(ce, div, settings.ce_weight) * token_weights).sum()
+        ce, div = token_losses(z, labels, teacher_logits, teacher_topk, settings.divergence)
+        div = torch.where(ce_only, ce, div)
+        total = (mix(ce, div, settings.divergence.ce_weight) * token_weights).sum()
     grad = torch.autograd.grad(total, z)[0] if settings.needs_grad else None
     return total.detach(), ce.detach(), None if div is None else div.detach(), grad
 
@@ -93,7 +106,7 @@ class _ChunkedProjectionLoss(torch.autograd.Function):
     """``Σ_t w_t·ℓ_t`` over chunks of ``hidden @ weight.T + bias``; gradients computed in forward."""
 
     @staticmethod
-    def forward(ctx, hidden, weight, bias, labels, token_weights, teacher, settings):  # type: ignore[override]
+    def forward(ctx, hidden, weight, bias, labels, token_weights, ce_only, teacher, settings):  # type: ignore[override]
         needs = settings.needs_grad
         grad_hidden = torch.zeros_like(hidden) if needs and ctx.needs_input_grad[0] else None
         low_precision = weight.dtype in (torch.float16, torch.bfloat16)
@@ -120,7 +133,7 @@ class _ChunkedProjectionLoss(torch.autograd.Function):
             elif teacher is not None:
                 teacher_topk = TopKLogprobs(teacher.ids[part], teacher.logprobs[part])
             chunk_total, ce, div, g = _chunk_loss(
-                logits, labels[part], token_weights[part], teacher_logits, teacher_topk, settings
+                logits, labels[part], token_weights[part], ce_only[part], teacher_logits, teacher_topk, settings
             )
             if g is not None:
                 g = g.to(weight.dtype)  # as autograd would: the upcast's backward casts back
@@ -156,7 +169,7 @@ class _ChunkedProjectionLoss(torch.autograd.Function):
             raise RuntimeError("the chunked loss computes its gradients once: backward twice is not supported")
         grads, ctx.grads = ctx.grads, None
         scaled = tuple(None if g is None else g.mul_(grad_total.to(g.dtype)) for g in grads)
-        return (*scaled, None, None, None, None)
+        return (*scaled, None, None, None, None, None)
 
 
 def chunked_span_loss(
@@ -170,18 +183,19 @@ def chunked_span_loss(
     num_tokens: int | torch.Tensor | None = None,
     *,
     teacher: TeacherHead | TopKLogprobs | None = None,
-    divergence: str = "forward_kl",
-    temperature: float = 1.0,
-    beta: float = 0.5,
-    ce_weight: float = 0.0,
+    divergence: Divergence = FORWARD_KL,
+    step_ids: torch.Tensor | None = None,
+    step_decay: float = 1.0,
+    normalize: str = "tokens",
 ) -> ChunkedLoss:
-    """``Σ_t w[span_t]·ℓ_t / N`` from ``hidden`` ``[B, T, H]`` aligned with ``labels`` ``[B, T]``.
+    """``Σ_t w_t·ℓ_t / N`` from ``hidden`` ``[B, T, H]`` aligned with ``labels`` ``[B, T]``.
 
     ``weight``/``bias`` are the output projection (``lm_head``). Without ``teacher``, ``ℓ`` is
     cross-entropy; with one (a :class:`TeacherHead` or :class:`~deepcoder.losses.TopKLogprobs`
-    ``[B, T, k]``, aligned with the labels) it is the divergence, mixed with CE by ``ce_weight``,
-    exactly as in :func:`~deepcoder.losses.span_loss`. Same normalisation: ``N`` is the
-    supervised-token count or ``num_tokens``. The teacher is a constant (no gradient flows to it).
+    ``[B, T, k]``, aligned with the labels) it is the ``divergence``, mixed with CE by its ``ce_weight``,
+    exactly as in :func:`~deepcoder.losses.span_loss`, and the same weights ``w_t`` (span weight ×
+    ``step_decay^step``) and normalisation: ``N`` is the supervised-token count (``normalize="tokens"``)
+    or their weight sum (``"weights"``), or ``num_tokens``. The teacher is a constant (no gradient).
     """
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
@@ -206,16 +220,25 @@ def chunked_span_loss(
                 f"must be labels {tuple(labels.shape)} × k"
             )
         kept_teacher = TopKLogprobs(teacher.ids[mask], teacher.logprobs.detach()[mask])
-    if kept_teacher is not None:
-        check_divergence(divergence, temperature, beta)
     needs_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (hidden, weight, bias))
-    settings = _Settings(chunk_size, divergence, temperature, beta, ce_weight, needs_grad)
-    token_weights = upcast(weights.to(device=hidden.device))[kept_spans]
+    settings = _Settings(chunk_size, divergence, needs_grad)
+    all_weights = token_weights(labels, span_ids, upcast(weights.to(device=hidden.device)), step_ids, step_decay)
+    kept_weights = all_weights[mask]
     total, ce, correct, div = _ChunkedProjectionLoss.apply(
-        kept_hidden, weight, bias, kept_labels, token_weights, kept_teacher, settings
+        kept_hidden, weight, bias, kept_labels, kept_weights, kept_spans == OBSERVATION, kept_teacher, settings
     )
-    count = mask.sum() if num_tokens is None else torch.as_tensor(num_tokens, device=hidden.device)
+    if num_tokens is None:
+        norm = local_normalizer(labels, all_weights, normalize)
+    else:
+        norm = torch.as_tensor(num_tokens, device=hidden.device)
     present = teacher_present(kept_teacher) if isinstance(kept_teacher, TopKLogprobs) else None
     return ChunkedLoss(
-        total / count.clamp(min=1), ce, kept_spans, correct, div if kept_teacher is not None else None, present
+        total / normalizer_or_one(norm),
+        total.detach(),
+        ce,
+        kept_spans,
+        kept_weights.detach(),
+        correct,
+        div if kept_teacher is not None else None,
+        present,
     )

@@ -9,7 +9,7 @@ import lightning as L
 import torch
 
 from deepcoder.core.names import SPAN_INDEX, TRAINED_SPANS
-from deepcoder.losses import SpanLoss, TopKLogprobs
+from deepcoder.losses import FORWARD_KL, SpanLoss, TopKLogprobs
 from deepcoder.training.chunked_loss import ChunkedLoss, TeacherHead, chunked_span_loss
 from deepcoder.training.distill_teacher import FrozenTeacher
 
@@ -19,7 +19,8 @@ MODEL_INPUTS = ("input_ids", "attention_mask", "position_ids")  # packed batches
 class DistillationModule(L.LightningModule):
     """Trains a causal LM on span-labelled trajectories with a :class:`~deepcoder.losses.SpanLoss`.
 
-    Logs ``train/loss`` (the micro-batch's own mean) and, per trained span, ``train/loss_<span>``
+    Logs ``train/loss`` (the micro-batch's own Σw·ℓ over its own normaliser) and, per supervised
+    span (``observation`` too with ``loss.observation`` > 0), ``train/loss_<span>``
     (unweighted mean CE of that span's tokens), ``train/acc_<span>`` (next-token accuracy) and,
     with a teacher, ``train/kl_<span>`` (``jsd_<span>`` for ``jsd``: mean divergence to the
     teacher); the same under ``val/``. ``history`` keeps every training step's values for the
@@ -33,8 +34,9 @@ class DistillationModule(L.LightningModule):
     ``kl_<span>`` averages only the tokens that have them, and ``<stage>/teacher_coverage`` is the
     share of supervised tokens that do (the rest train on CE; see :mod:`deepcoder.losses`).
 
-    Exact accumulation and DDP: a training batch's ``window_tokens`` is the supervised-token count
-    of its whole accumulation window over all ranks, the loss's one normaliser. Lightning divides
+    Exact accumulation and DDP: a training batch's ``window_norm`` is the normaliser of its whole
+    accumulation window over all ranks (its supervised-token count, or with ``loss.normalize=weights``
+    the sum of their weights), the loss's one normaliser. Lightning divides
     each micro-batch loss by ``accumulate_grad_batches`` and DDP averages gradients over
     ``world_size`` ranks; the loss is multiplied by both, so a step equals one big batch's.
     """
@@ -56,7 +58,7 @@ class DistillationModule(L.LightningModule):
         divergence = [f"{'jsd' if loss.divergence == 'jsd' else 'kl'}_{span}" for span in sorted(TRAINED_SPANS)]
         self.val_keys = [
             "loss",
-            *(f"{kind}_{span}" for span in sorted(TRAINED_SPANS) for kind in ("loss", "acc")),
+            *(f"{kind}_{span}" for span in sorted(loss.supervised_spans) for kind in ("loss", "acc")),
             *(divergence + ["teacher_coverage"] if loss.distills else []),
         ]
         self._val_totals: torch.Tensor | None = None  # [metric, (sum, tokens)] of this rank's validation
@@ -68,7 +70,8 @@ class DistillationModule(L.LightningModule):
         # sequences (block-causal attention from restarting position_ids) when there is none
         hidden = self.model.get_decoder()(**inputs, use_cache=False).last_hidden_state
         head = self.model.get_output_embeddings()
-        window = batch.get("window_tokens")  # training: the accumulation window's supervised tokens
+        window = batch.get("window_norm")  # training: the accumulation window's normaliser
+        steps = batch.get("step_ids")
         result = chunked_span_loss(
             hidden[:, :-1],
             head.weight,
@@ -79,17 +82,16 @@ class DistillationModule(L.LightningModule):
             chunk_size=self.chunk_size,
             num_tokens=window,
             teacher=self._teacher(batch, inputs),
-            divergence=self.loss.divergence or "forward_kl",
-            temperature=self.loss.temperature,
-            beta=self.loss.beta,
-            ce_weight=self.loss.ce_weight,
+            divergence=self.loss.distillation or FORWARD_KL,
+            step_ids=None if steps is None else steps[:, 1:],
+            step_decay=self.loss.step_decay,
+            normalize=self.loss.normalize,
         )
         # The window count normalises the whole window on every rank: undo Lightning's division
         # by accumulate_grad_batches and DDP's gradient averaging, so the step is exact.
         scale = self.trainer.accumulate_grad_batches * self.trainer.world_size if window is not None else 1
-        local_tokens = result.span_ids.numel()
-        own_sum = result.loss.detach() * (window if window is not None else max(local_tokens, 1))
-        sums = {"loss": (own_sum, local_tokens), **self._metric_sums(result)}
+        own_norm = result.span_ids.numel() if self.loss.normalize == "tokens" else result.weight.sum()
+        sums = {"loss": (result.total, own_norm), **self._metric_sums(result)}
         if stage == "val":
             self._accumulate(sums)
         else:
@@ -117,15 +119,16 @@ class DistillationModule(L.LightningModule):
         prefix = "jsd" if self.loss.divergence == "jsd" else "kl"
         present = result.teacher_present  # top-k teachers: tokens with a teacher distribution
         sums: dict[str, tuple[torch.Tensor, int | torch.Tensor]] = {}
-        for span in sorted(TRAINED_SPANS):
+        for span in sorted(self.loss.supervised_spans):
             mask = result.span_ids == SPAN_INDEX[span]
             sums[f"loss_{span}"] = (result.token_loss[mask].sum(), mask.sum())
             sums[f"acc_{span}"] = (result.correct[mask].sum(), mask.sum())
-            if result.divergence is not None:
+            if result.divergence is not None and span in TRAINED_SPANS:  # observations: CE, no teacher
                 taught = mask if present is None else mask & present
                 sums[f"{prefix}_{span}"] = (result.divergence[taught].sum(), taught.sum())
         if present is not None:
-            sums["teacher_coverage"] = (present.sum(), present.numel())
+            distilled = result.span_ids != SPAN_INDEX["observation"]
+            sums["teacher_coverage"] = ((present & distilled).sum(), distilled.sum())
         return sums
 
     def _log_step(self, stage: str, sums: dict[str, tuple[torch.Tensor, Any]], batch_size: int) -> None:
