@@ -34,6 +34,9 @@ serialized by a lock (a fork takes about a millisecond); children run concurrent
 from __future__ import annotations
 
 import json
+import logging
+import os
+import secrets
 import shutil
 import signal
 import tempfile
@@ -41,9 +44,17 @@ import threading
 import weakref
 from dataclasses import dataclass
 
-from deepcoder.tools.sandbox_child import RESULT_MARKER
-from deepcoder.tools.server_handle import STARTUP_TIMEOUT_S, ServerHandle
+from deepcoder.tools.server_handle import PING_TIMEOUT_S, STARTUP_TIMEOUT_S, ServerError, ServerHandle
 from deepcoder.tools.supervisor import RawOutcome, RunPipes, supervise
+
+log = logging.getLogger(__name__)
+
+ISOLATION_MODES = ("namespaces", "process")
+ISOLATION_ENV = "DEEPCODER_SANDBOX_ISOLATION"
+
+
+class SandboxUnavailable(RuntimeError):
+    """Strong (namespace) isolation cannot run on this machine, and no weaker mode was chosen."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +79,25 @@ def _signal_name(number: int) -> str:
         return f"signal {number}"
 
 
+def _parse_result(data: bytes | None, secret: str) -> dict | None:
+    """The child's reply if `data` is exactly ``<secret>\\n<json object>`` of the right shape."""
+    if not data:
+        return None
+    first, _, body = data.partition(b"\n")
+    if not secrets.compare_digest(first, secret.encode()):
+        return None
+    try:
+        reply = json.loads(body)
+    except ValueError:
+        return None
+    if (not isinstance(reply, dict) or set(reply) != {"exit_reason", "error"}
+            or reply["exit_reason"] not in ("ok", "error", "policy")
+            or (reply["error"] is None) != (reply["exit_reason"] == "ok")
+            or not isinstance(reply["error"], (str, type(None)))):
+        return None
+    return reply
+
+
 def _stop(box: list[ServerHandle]) -> None:
     while box:
         box.pop().stop()
@@ -76,15 +106,39 @@ def _stop(box: list[ServerHandle]) -> None:
 class PythonExecutor:
     """Runs Python source in a sandboxed child process and reports what happened."""
 
-    def __init__(self, timeout_s: float = 5.0, memory_mb: int = 1024, max_output_chars: int = 4000):
+    def __init__(self, timeout_s: float = 5.0, memory_mb: int = 1024, max_output_chars: int = 4000,
+                 isolation: str | None = None, _test_hooks: bool = False):
+        """`isolation`: "namespaces" (default; the ``DEEPCODER_SANDBOX_ISOLATION`` environment
+        variable may name another) or "process", the weaker opt-in for machines without user
+        namespaces, which logs a warning on every run. Raises SandboxUnavailable if namespaces
+        were asked for and this machine cannot provide them. `_test_hooks` is for the test
+        suite only: it lets ``_run_unrestricted`` run plain Python inside a run's jail."""
+        isolation = isolation or os.environ.get(ISOLATION_ENV) or "namespaces"
+        if isolation not in ISOLATION_MODES:
+            raise ValueError(f"isolation must be one of {ISOLATION_MODES}, not {isolation!r}")
+        if isolation == "namespaces":
+            from deepcoder.tools.isolation import namespaces_unavailable_reason
+
+            reason = namespaces_unavailable_reason()
+            if reason is not None:
+                raise SandboxUnavailable(
+                    f"the sandbox needs Linux user, PID, mount and network namespaces, which are "
+                    f"unavailable here ({reason}). To run with the weaker process-only isolation "
+                    f"instead (no protection if the Python policy is escaped), set agent.isolation=process, "
+                    f"PythonExecutor(isolation='process') or {ISOLATION_ENV}=process.")
+        self.isolation = isolation
         self.timeout_s = timeout_s
         self.memory_mb = memory_mb
         self.max_output_chars = max_output_chars
+        self._test_hooks = _test_hooks
         self._lock = threading.Lock()
         self._server: list[ServerHandle] = []  # at most one; a list so the finalizer can share it
         self._finalizer = weakref.finalize(self, _stop, self._server)
         with self._lock:
-            self._server.append(ServerHandle(memory_mb))  # loads while the caller does other work
+            self._server.append(self._new_server())  # loads while the caller does other work
+
+    def _new_server(self) -> ServerHandle:
+        return ServerHandle(self.memory_mb, self.isolation, self._test_hooks)
 
     def __enter__(self) -> PythonExecutor:
         return self
@@ -99,60 +153,93 @@ class PythonExecutor:
 
     def run(self, code: str, timeout_s: float | None = None) -> ExecutionResult:
         """Execute `code`; never raises."""
+        return self._run({"code": code}, timeout_s)
+
+    def run_tests(self, program: str, tests: str, entry_point: str, timeout_s: float | None = None
+                  ) -> ExecutionResult:
+        """Run `program`, then `tests` and ``check(entry_point)`` in a separate namespace."""
+        return self._run({"code": program, "tests": tests, "entry_point": entry_point}, timeout_s)
+
+    def _run_unrestricted(self, code: str, timeout_s: float | None = None) -> ExecutionResult:
+        """Test hook: run plain Python, without the policy, in the exact child setup of a run."""
+        if not self._test_hooks:
+            raise RuntimeError("PythonExecutor(_test_hooks=True) is required")
+        return self._run({"code": code, "unrestricted": True}, timeout_s)
+
+    def _run(self, fields: dict, timeout_s: float | None) -> ExecutionResult:
         timeout_s = self.timeout_s if timeout_s is None else timeout_s
-        try:
-            workdir = tempfile.mkdtemp(prefix="deepcoder-sandbox-")
-        except Exception as exc:  # noqa: BLE001 - e.g. out of disk or inodes
-            return ExecutionResult("", f"SandboxError: cannot create workdir: {exc}", False, "crash", 0.0)
+        if self.isolation == "process":
+            log.warning("sandbox: running with process-only isolation (agent.isolation=process); "
+                        "a program that escapes the Python policy can reach this machine")
+        workdir = None
+        if self.isolation == "process":  # with namespaces, the child's cwd is its own tmpfs
+            try:
+                workdir = tempfile.mkdtemp(prefix="deepcoder-sandbox-")
+            except Exception as exc:  # noqa: BLE001 - e.g. out of disk or inodes
+                return ExecutionResult("", f"SandboxError: cannot create workdir: {exc}", False, "crash", 0.0)
         pipes = None
         try:
             pipes = RunPipes()
+            secret = secrets.token_hex(16)
             request = json.dumps(
-                {"code": code, "timeout_s": timeout_s, "max_output_chars": self.max_output_chars,
-                 "workdir": workdir}
+                {**fields, "timeout_s": timeout_s, "max_output_chars": self.max_output_chars,
+                 "workdir": workdir, "secret": secret}
             ).encode("utf-8", "surrogatepass")
-            self._submit(pipes.child_ends())
+            server = self._submit(pipes.child_ends())
             pipes.close(pipes.child_ends())
-            outcome = supervise(pipes, request, timeout_s, 4 * self.max_output_chars + 8, STARTUP_TIMEOUT_S)
-            return self._interpret(outcome, timeout_s)
+            outcome = supervise(pipes, request, timeout_s, 4 * self.max_output_chars + 8, PING_TIMEOUT_S,
+                                process_group=self.isolation == "process")
+            if outcome.spawn_error is not None or outcome.server_lost:
+                server.suspect = True
+            return self._interpret(outcome, timeout_s, secret)
         except Exception as exc:  # noqa: BLE001 - the contract is to report, not raise
             return ExecutionResult("", f"SandboxError: {type(exc).__name__}: {exc}", False, "crash", 0.0)
         finally:
             if pipes is not None:
                 pipes.close()
-            shutil.rmtree(workdir, ignore_errors=True)
+            if workdir is not None:
+                shutil.rmtree(workdir, ignore_errors=True)
 
-    def _submit(self, fds: list[int]) -> None:
-        """Hand the run to the server, (re)starting it if it is not running; one retry."""
+    def _submit(self, fds: list[int]) -> ServerHandle:
+        """Hand the run to a live, answering server, (re)starting it if needed; one retry."""
         with self._lock:
             for attempt in range(2):
-                if self._server and not self._server[0].alive():
-                    _stop(self._server)
-                if not self._server:
-                    self._server.append(ServerHandle(self.memory_mb))
+                server = self._server[0] if self._server else None
+                if server is not None and (server.suspect or not server.alive()):
+                    self._drop_server()
+                    server = None
+                if server is None:
+                    server = self._new_server()
+                    self._server.append(server)
                 try:
-                    self._server[0].submit(fds)
-                    return
-                except OSError:
-                    _stop(self._server)
+                    server.ensure_ready(STARTUP_TIMEOUT_S)
+                    server.submit(fds)
+                    return server
+                except (OSError, ServerError):
+                    self._drop_server()
                     if attempt:
                         raise
 
-    def _interpret(self, outcome: RawOutcome, timeout_s: float) -> ExecutionResult:
+    def _drop_server(self) -> None:
+        while self._server:
+            self._server.pop().kill()
+
+    def _interpret(self, outcome: RawOutcome, timeout_s: float, secret: str) -> ExecutionResult:
         if outcome.spawn_error is not None:
             return ExecutionResult("", f"Crash: cannot start sandbox child: {outcome.spawn_error}",
                                    False, "crash", 0.0)
         stdout = self._cap(outcome.stdout.decode("utf-8", "replace"))
         err, duration = outcome.stderr, outcome.duration_s
-        marker = err.rfind(RESULT_MARKER)
-        if marker >= 0 and not outcome.timed_out:
-            reply = json.loads(err[marker + len(RESULT_MARKER):])
+        reply = _parse_result(outcome.result, secret) if outcome.returncode == 0 else None
+        if reply is not None and not outcome.timed_out:
             return ExecutionResult(stdout, reply["error"], False, reply["exit_reason"], duration)
         if outcome.timed_out or outcome.returncode == -signal.SIGXCPU:
             error = f"TimeoutError: execution exceeded {timeout_s} s"
             return ExecutionResult(stdout, error, True, "timeout", duration)
         if outcome.server_lost:
             return self._crash(stdout, err, None, duration, "sandbox server died during the run")
+        if outcome.returncode == 0:
+            return self._crash(stdout, err, 0, duration, "sandbox process exited without a valid result")
         return self._crash(stdout, err, outcome.returncode, duration, "sandbox process died")
 
     def _cap(self, text: str) -> str:
