@@ -160,11 +160,12 @@ class PythonExecutor:
         """Run `program`, then `tests` and ``check(entry_point)`` in a separate namespace."""
         return self._run({"code": program, "tests": tests, "entry_point": entry_point}, timeout_s)
 
-    def _run_unrestricted(self, code: str, timeout_s: float | None = None) -> ExecutionResult:
-        """Test hook: run plain Python, without the policy, in the exact child setup of a run."""
+    def _run_unrestricted(self, code: str, timeout_s: float | None = None, nproc: int = 0) -> ExecutionResult:
+        """Test hook: run plain Python, without the policy, in the exact child setup of a run
+        (`nproc`: RLIMIT_NPROC for this run, to test what happens to the processes it starts)."""
         if not self._test_hooks:
             raise RuntimeError("PythonExecutor(_test_hooks=True) is required")
-        return self._run({"code": code, "unrestricted": True}, timeout_s)
+        return self._run({"code": code, "unrestricted": True, "nproc": nproc}, timeout_s)
 
     def _run(self, fields: dict, timeout_s: float | None) -> ExecutionResult:
         timeout_s = self.timeout_s if timeout_s is None else timeout_s

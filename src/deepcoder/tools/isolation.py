@@ -205,6 +205,7 @@ def _become_server_parent(keep_fds: list[int]) -> None:
         make_mounts_read_only()
         hide_scratch_dirs()
         mount_proc()
+        mount("sysfs", "/sys", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)  # this netns's view
         prctl(PR_SET_NO_NEW_PRIVS, 1)
         return
     for fd in keep_fds:

@@ -64,7 +64,7 @@ def read_all(fd: int) -> bytes:
     return b"".join(chunks)
 
 
-def apply_limits(memory_mb: int, timeout_s: float) -> None:
+def apply_limits(memory_mb: int, timeout_s: float, nproc: int = 0) -> None:
     """Address space, CPU time, no new processes, no file writes, few fds, no core dumps."""
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # over-size writes fail with an error instead
     cpu_s = math.ceil(timeout_s) + 1
@@ -72,7 +72,7 @@ def apply_limits(memory_mb: int, timeout_s: float) -> None:
     for which, soft, hard in (
         (resource.RLIMIT_AS, limit, limit),
         (resource.RLIMIT_CPU, cpu_s, cpu_s + 1),
-        (resource.RLIMIT_NPROC, 0, 0),
+        (resource.RLIMIT_NPROC, nproc, nproc),
         (resource.RLIMIT_FSIZE, 0, 0),
         (resource.RLIMIT_CORE, 0, 0),
         (resource.RLIMIT_NOFILE, 16, 16),
@@ -190,7 +190,8 @@ def run_child(runtime: SandboxRuntime, sink: OutputSink, memory_mb: int, fds: li
         secret = request.pop("secret").encode()
         if not jail:
             os.chdir(request["workdir"])
-        apply_limits(memory_mb, request["timeout_s"])
+        hooked = test_hooks and request.get("unrestricted")  # test hook: a few processes allowed
+        apply_limits(memory_mb, request["timeout_s"], int(request.get("nproc", 0)) if hooked else 0)
         sink.remaining = request["max_output_chars"] + 1
         if request.get("unrestricted"):
             if not test_hooks:
