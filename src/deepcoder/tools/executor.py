@@ -1,34 +1,38 @@
-"""Run untrusted, LLM-written Python programs in a restricted child process.
+"""Run untrusted, LLM-written Python programs in a restricted, jailed child process.
 
-What the sandbox covers:
-  * code is compiled with RestrictedPython (``policy.py``) and runs with guarded
-    builtins, attribute/item/write guards and an import allow-list of pure
-    standard-library modules handed out as attribute-filtered copies
+Two layers, each assumed broken by the other (the threat model is in README.md):
+  * layer 1, the Python policy: code is compiled with RestrictedPython (``policy.py``) and
+    runs with guarded builtins (a rule-checking ``type``, ``eval`` of expressions under the
+    same policy), attribute/item/write guards that judge objects by identity and exact
+    ``str`` names, and an import allow-list of pure standard-library modules handed out as
+    attribute-filtered copies whose name-taking entry points are denied or wrapped
     (``runtime.py``, ``safe_modules.py``): no ``open``, ``os``, ``sys``, sockets,
     subprocesses, dunder attributes or frame objects;
-  * every run happens in a fresh child process (``sandbox_child.py``) forked from a
-    server that never imports torch: own session/process group, empty temporary
-    cwd removed afterwards, environment scrubbed (no API keys), rlimits on address
-    space, CPU time, processes, file size, open files and core dumps;
-  * a wall-clock deadline enforced by the parent with SIGKILL of the child's
-    process group, which no ``except BaseException`` in user code can swallow;
-  * capped output, and crashes (segfaults, OOM kills, SystemExit, ...) reported
-    as results; ``run`` never raises.
-What it does not cover: it is not a security boundary against a determined
-attacker (interpreter or library bugs, side channels, RestrictedPython gaps,
-root users ignoring RLIMIT_NPROC). For untrusted deployments run it inside a
-container or VM with no network and no secrets.
+  * layer 2, the operating system (``isolation.py``): the fork server runs in new user, PID,
+    mount, network, IPC and UTS namespaces with read-only mounts, a private /proc, no network
+    and no environment of the parent; each run's child is pid 1 of its own PID namespace
+    (no process outlives the run), with its own /proc and an empty tmpfs as the only
+    writable place, an unprivileged uid, no_new_privs, a seccomp filter and rlimits on
+    address space, CPU time, processes (RLIMIT_NPROC binds: the uid is not root), file
+    size, open files and core dumps. ``isolation="process"`` is the weaker opt-in for
+    machines without user namespaces (layer 1 only, plus a session, the rlimits and a
+    scrubbed environment), with a warning on every run; by default the executor refuses
+    to start where namespaces are unavailable (SandboxUnavailable, saying how to opt in).
+Around both: a wall-clock deadline enforced by the parent with SIGKILL through a pidfd,
+which no ``except BaseException`` can swallow; the result on a pipe of its own, carrying a
+per-run secret and believed only if the exit status is 0 (output caps never drop it);
+capped output; crashes (segfaults, OOM kills, SystemExit, ...) reported as results; ``run``
+never raises.
 
-Latency design: one long-lived fork server per executor (``fork_server.py``,
-started by ``server_handle.py`` with the same clean ``-s -B -c`` boot and scrubbed
-environment) pre-imports RestrictedPython, the policy and the allowed modules'
-sandbox copies, then ``fork()``s one fresh child per run (``sandbox_child.py``),
-so a run costs a fork instead of an interpreter start. One child per run: no
-state leaks between runs. This process keeps the deadline (``supervisor.py``):
-the child reports its pid before user code runs, and the executor SIGKILLs its
-process group. If the server dies it is restarted on the next run; a run it was
-serving is reported as a crash. Thread safety: requests to the server are
-serialized by a lock (a fork takes about a millisecond); children run concurrently.
+Latency design: one long-lived fork server per executor (``fork_server.py``, started by
+``server_handle.py`` with a clean ``-s -B -c`` boot and scrubbed environment) sets up its
+namespaces once, pre-imports RestrictedPython, the policy and the allowed modules' sandbox
+copies, then ``fork()``s one fresh child per run (``sandbox_child.py``), so a run costs a
+fork and a few namespace calls instead of an interpreter start. One child per run: no
+state leaks between runs. This process keeps the deadline (``supervisor.py``). Before each
+run the server is pinged with a deadline; a dead, stopped or wedged server is killed and
+restarted, and a run it was serving is reported as a crash. Thread safety: requests to the
+server are serialized by a lock; children run concurrently.
 """
 
 from __future__ import annotations
@@ -124,8 +128,8 @@ class PythonExecutor:
                 raise SandboxUnavailable(
                     f"the sandbox needs Linux user, PID, mount and network namespaces, which are "
                     f"unavailable here ({reason}). To run with the weaker process-only isolation "
-                    f"instead (no protection if the Python policy is escaped), set agent.isolation=process, "
-                    f"PythonExecutor(isolation='process') or {ISOLATION_ENV}=process.")
+                    f"instead (no protection if the Python policy is escaped), set {ISOLATION_ENV}=process "
+                    f"(agent.isolation=process) or pass PythonExecutor(isolation='process').")
         self.isolation = isolation
         self.timeout_s = timeout_s
         self.memory_mb = memory_mb
@@ -170,8 +174,8 @@ class PythonExecutor:
     def _run(self, fields: dict, timeout_s: float | None) -> ExecutionResult:
         timeout_s = self.timeout_s if timeout_s is None else timeout_s
         if self.isolation == "process":
-            log.warning("sandbox: running with process-only isolation (agent.isolation=process); "
-                        "a program that escapes the Python policy can reach this machine")
+            log.warning("sandbox: running with process-only isolation (%s=process); a program that "
+                        "escapes the Python policy can reach this machine", ISOLATION_ENV)
         workdir = None
         if self.isolation == "process":  # with namespaces, the child's cwd is its own tmpfs
             try:
