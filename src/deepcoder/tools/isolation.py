@@ -121,10 +121,19 @@ def make_mounts_read_only() -> None:
 
 
 def hide_scratch_dirs() -> None:
-    """Empty read-only tmpfs over the host's shared scratch directories (other users' files)."""
+    """Empty read-only tmpfs over the host's shared scratch directories (other users' files).
+
+    A scratch directory holding the interpreter or an import path (a checkout in /tmp) stays
+    visible to the server, read-only; a run's child mounts its own /tmp over it anyway.
+    """
+    needed = [os.path.realpath(p) for p in (sys.executable, sys.prefix, *sys.path) if p]
     for path in SCRATCH_DIRS:
-        if os.path.isdir(path) and not os.path.islink(path):
-            mount("tmpfs", path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,mode=755")
+        if not os.path.isdir(path) or os.path.islink(path):
+            continue
+        real = os.path.realpath(path)
+        if any(n == real or n.startswith(real + "/") for n in needed):
+            continue
+        mount("tmpfs", path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,mode=755")
 
 
 def mount_proc() -> None:
