@@ -7,8 +7,7 @@ import logging
 
 import pytest
 
-from deepcoder.tools import PythonExecutor, SandboxUnavailable
-from deepcoder.tools import isolation
+from deepcoder.tools import PythonExecutor, SandboxUnavailable, isolation
 
 
 def test_refuses_to_start_without_namespaces(monkeypatch):
@@ -24,12 +23,11 @@ def test_refuses_to_start_without_namespaces(monkeypatch):
 def test_process_isolation_is_an_explicit_opt_in_that_warns_every_run(monkeypatch, caplog):
     monkeypatch.setattr(isolation, "_probe_result", "no user namespaces")
     monkeypatch.setenv("DEEPCODER_SANDBOX_ISOLATION", "process")
-    with caplog.at_level(logging.WARNING, logger="deepcoder.tools.executor"):
-        with PythonExecutor(timeout_s=2.0) as ex:
-            assert ex.isolation == "process"
-            assert ex.run("print(1)").stdout == "1\n"
-            assert ex.run("print(2)").stdout == "2\n"
-            timed_out = ex.run("while True:\n    pass", timeout_s=0.5)
+    with caplog.at_level(logging.WARNING, logger="deepcoder.tools.executor"), PythonExecutor(timeout_s=2.0) as ex:
+        assert ex.isolation == "process"
+        assert ex.run("print(1)").stdout == "1\n"
+        assert ex.run("print(2)").stdout == "2\n"
+        timed_out = ex.run("while True:\n    pass", timeout_s=0.5)
     assert timed_out.timed_out
     warnings = [r for r in caplog.records if "process-only isolation" in r.getMessage()]
     assert len(warnings) == 3

@@ -160,7 +160,7 @@ def make_sandbox_type(factory: _ClassFactory, guard_metaclass):
         def __subclasscheck__(cls, sub):
             return issubclass(sub, type)
 
-    class type_(metaclass=_TypeCheck):  # noqa: N801 - stands for the builtin
+    class type_(metaclass=_TypeCheck):  # stands for the builtin
         def __new__(cls, *args, **kwargs):
             if len(args) == 1 and not kwargs:
                 result = type(args[0])
@@ -254,7 +254,7 @@ class SandboxRuntime:
                 def __subclasscheck__(cls, sub):
                     return issubclass(sub, real)
 
-            class guarded(metaclass=_Check):  # noqa: N801
+            class guarded(metaclass=_Check):
                 def __new__(cls, *args, **kwargs):
                     if len(args) != 3:
                         raise TypeError(f"{real.__name__}() takes 3 arguments in the sandbox")

@@ -175,7 +175,7 @@ RESULT_FD = 3
 def run_child(runtime: SandboxRuntime, sink: OutputSink, memory_mb: int, fds: list[int], *,
               jail: bool, unprivileged_uid: bool, test_hooks: bool) -> None:
     """Body of a freshly forked child (see the module docstring); ends with ``os._exit``."""
-    stdin_fd, stdout_fd, stderr_fd, status_fd, result_fd = fds
+    stdin_fd, stdout_fd, stderr_fd, _status_fd, result_fd = fds  # the status socket is the server's
     try:
         if jail:
             from deepcoder.tools.isolation import enter_run_jail
