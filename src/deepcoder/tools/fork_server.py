@@ -19,7 +19,7 @@ Control socket (AF_UNIX, SOCK_SEQPACKET):
     if fork failed), then closes it. The child runs ``sandbox_child.run_child``.
   * EOF (the executor closed or died): SIGKILL the children still running, reap, exit.
 ``hooks=test`` (set only by the test suite's executors) lets a request run unrestricted Python
-inside the exact child setup of a run; without it such a request is refused.
+inside the exact child setup of a run, and ``W`` wedge the server; without it both are refused.
 """
 
 from __future__ import annotations
@@ -127,6 +127,9 @@ class ForkServer:
                 if message == b"?":
                     self.control.send(b"!")
                     _close(fds)
+                elif message == b"W" and self.test_hooks:  # test hook: a wedged server
+                    while True:
+                        signal.pause()
                 else:
                     self.spawn(fds)
             self.reap()
