@@ -16,9 +16,14 @@ def build_agent(
     max_output_chars: int = 2000,
     test_timeout_s: float = 10.0,
     retrieve_k: int = 3,
+    isolation: str | None = None,
 ) -> Agent:
-    """An agent with the named tools; ``timeout_s`` and ``memory_mb`` bound every sandboxed run."""
-    executor = PythonExecutor(timeout_s=timeout_s, memory_mb=memory_mb, max_output_chars=max_output_chars)
+    """An agent with the named tools; ``timeout_s`` and ``memory_mb`` bound every sandboxed run.
+    ``isolation``: None (namespaces, or ``$DEEPCODER_SANDBOX_ISOLATION``) or ``process``, the weaker
+    opt-in for machines without user namespaces (warned on every run)."""
+    executor = PythonExecutor(
+        timeout_s=timeout_s, memory_mb=memory_mb, max_output_chars=max_output_chars, isolation=isolation
+    )
     available = {
         "python": lambda: PythonTool(executor),
         "retrieve": lambda: RetrieveTool(Retriever(), k=retrieve_k),

@@ -11,6 +11,7 @@ import importlib
 _EXPORTS = {
     "ExecutionResult": "executor",
     "PythonExecutor": "executor",
+    "SandboxUnavailable": "executor",
     "TestOutcome": "grading",
     "run_tests": "grading",
     "Retriever": "retriever",

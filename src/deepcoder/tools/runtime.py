@@ -25,7 +25,7 @@ from RestrictedPython.Guards import (
     safer_getattr,
 )
 
-from deepcoder.tools.policy import compile_sandboxed
+from deepcoder.tools.policy import ALLOWED_DUNDER_METHODS, compile_sandboxed
 from deepcoder.tools.safe_modules import ModuleTable
 
 INPLACE_OPS = {
@@ -109,6 +109,30 @@ PLAIN_BUILTINS = [
 ]
 
 _MISSING = object()
+_TYPE_MRO = type.__dict__["__mro__"]  # the real MRO, whatever a metaclass defines
+_STR_FORMATTERS = (str.format, str.format_map)
+
+
+def _real_mro(cls: type) -> tuple:
+    return _TYPE_MRO.__get__(cls, type)
+
+
+def check_name(name, what: str = "attribute") -> str:
+    """`name` if it is an exact ``str`` not starting with ``_``; never calls methods of `name`."""
+    if type(name) is not str:
+        raise TypeError(f"{what} name must be a str, not {type(name).__name__}")
+    if str.startswith(name, "_"):
+        raise AttributeError(f'"{name}" is an invalid {what} name because it starts with "_"')
+    return name
+
+
+def check_class_namespace(namespace) -> None:
+    """What a class statement may define is what ``type(name, bases, ns)`` may define."""
+    for key in list(dict.keys(namespace)) if type(namespace) is dict else namespace:
+        if type(key) is not str:
+            raise TypeError("class attribute names must be str")
+        if str.startswith(key, "_") and key not in ALLOWED_DUNDER_METHODS:
+            raise AttributeError(f'"{key}" cannot be defined on a class in the sandbox')
 
 
 class _SafeFormatter(string.Formatter):
@@ -144,10 +168,26 @@ class _Printer:
             safer_getattr(file, "write", raise_)(text)
 
 
+class ClassRegistry:
+    """The classes sandboxed code created, by identity (``in``/``==`` would trust their metaclass)."""
+
+    def __init__(self):
+        self._by_id: dict[int, type] = {}
+
+    def add(self, cls: type) -> None:
+        self._by_id[id(cls)] = cls
+
+    def owns(self, cls) -> bool:
+        return self._by_id.get(id(cls)) is cls
+
+    def owns_mro_of(self, obj) -> bool:
+        return any(self.owns(c) for c in _real_mro(type(obj)))
+
+
 class _ClassFactory:
     """``__metaclass__`` hook: builds classes with their proper metaclass and records them."""
 
-    def __init__(self, registry: set):
+    def __init__(self, registry: ClassRegistry):
         self._registry = registry
 
     @staticmethod
@@ -170,25 +210,69 @@ class _ClassFactory:
         return cls
 
 
+def make_sandbox_type(factory: _ClassFactory, guard_metaclass):
+    """The sandbox's ``type``: one argument as usual (a metaclass comes back guarded); three
+    arguments build a class under the same rules as a class statement. ``isinstance(x, type)``
+    and ``issubclass(c, type)`` keep working."""
+
+    class _TypeCheck(type):
+        def __instancecheck__(cls, obj):
+            return isinstance(obj, type)
+
+        def __subclasscheck__(cls, sub):
+            return issubclass(sub, type)
+
+    class type_(metaclass=_TypeCheck):  # stands for the builtin
+        def __new__(cls, *args, **kwargs):
+            if len(args) == 1 and not kwargs:
+                result = type(args[0])
+                return guard_metaclass(result) if issubclass(result, type) else result
+            if len(args) != 3:
+                raise TypeError("type() takes 1 or 3 arguments")
+            name, bases, namespace = args
+            if type(namespace) is not dict:
+                raise TypeError("type(): the namespace must be a dict")
+            namespace = dict(namespace)
+            check_class_namespace(namespace)
+            namespace.setdefault("__module__", "__main__")
+            return factory(name, tuple(bases), namespace, **kwargs)
+
+    type_.__name__ = type_.__qualname__ = "type"
+    return type_
+
+
 class SandboxRuntime:
-    """Holds the namespace of one run and the guards bound to it."""
+    """Holds the namespaces of one run and the guards bound to them."""
 
     def __init__(self, sink):
-        self.classes: set[type] = set()
-        self.modules = ModuleTable({"operator": self._operator_overrides()})
+        self.classes = ClassRegistry()
+        self._sink = sink
+        self._factory = _ClassFactory(self.classes)
+        self._guarded_metaclasses: dict[int, type] = {}
+        self.type = make_sandbox_type(self._factory, self._guard_metaclass)
+        self.modules = ModuleTable(self._module_overrides(), wrap=self._wrap_module_value)
         self._formatter = _SafeFormatter(self.getattr)
-        self.builtins = self._make_builtins(sink)
-        self.namespace = {"__builtins__": self.builtins, "__name__": "__main__"}
+        self.namespaces: list[dict] = []
+        self.namespace = self.new_namespace()
+        self.builtins = self.namespace["__builtins__"]
+
+    def new_namespace(self) -> dict:
+        """A fresh global namespace with its own builtins dict (grading runs tests in one)."""
+        namespace = {"__name__": "__main__"}
+        namespace["__builtins__"] = self._make_builtins(self._sink, namespace)
+        self.namespaces.append(namespace)
+        return namespace
+
+    def is_sandbox_namespace(self, mapping) -> bool:
+        return any(mapping is ns for ns in self.namespaces)
 
     # --- guards -----------------------------------------------------------------
     def getattr(self, obj, name, default=_MISSING):
         """Attribute guard: no `_` names, safe str.format, module attributes only as copies."""
-        if name == "__init__" and (isinstance(obj, super) or obj in self.classes):
+        if name == "__init__" and type(name) is str and (type(obj) is super or self.classes.owns(obj)):
             return obj.__init__
-        if name in ("format", "format_map") and isinstance(obj, str):
-            if name == "format":
-                return lambda *args, **kwargs: self._formatter.vformat(obj, args, kwargs)
-            return lambda mapping: self._formatter.vformat(obj, (), mapping)
+        if type(name) is str and name in ("format", "format_map") and isinstance(obj, str):
+            return self._safe_format(obj, name)
         try:
             value = safer_getattr(obj, name, raise_)
             if isinstance(value, types.ModuleType) and not self.modules.is_copy(value):
@@ -197,6 +281,63 @@ class SandboxRuntime:
             if default is _MISSING:
                 raise
             return default
+        return self._guard_value(value)
+
+    def _safe_format(self, text: str, name: str):
+        if name == "format":
+            return lambda *args, **kwargs: self._formatter.vformat(text, args, kwargs)
+        return lambda mapping: self._formatter.vformat(text, (), mapping)
+
+    def _guard_value(self, value):
+        """str.format however it was reached (``super(S, s).format``, ``S.format`` via super)."""
+        kind = type(value)
+        if (
+            kind is types.BuiltinMethodType
+            and isinstance(value.__self__, str)
+            and value.__name__ in ("format", "format_map")
+        ):
+            return self._safe_format(value.__self__, value.__name__)
+        if kind is types.MethodDescriptorType and any(value is f for f in _STR_FORMATTERS):
+            name = "format" if value is str.format else "format_map"
+            return lambda text, *args, **kwargs: self._safe_format(str.__str__(text), name)(*args, **kwargs)
+        if kind is type and issubclass(value, type):
+            return self._guard_metaclass(value)
+        return value
+
+    def _guard_metaclass(self, meta: type):
+        """A stand-in for metaclass `meta`: calling it with three arguments follows class rules."""
+        if meta is type:
+            return self.type
+        guarded = self._guarded_metaclasses.get(id(meta))
+        if guarded is None:
+            factory, real = self._factory, meta
+
+            class _Check(type):
+                def __instancecheck__(cls, obj):
+                    return isinstance(obj, real)
+
+                def __subclasscheck__(cls, sub):
+                    return issubclass(sub, real)
+
+            class guarded(metaclass=_Check):
+                def __new__(cls, *args, **kwargs):
+                    if len(args) != 3:
+                        raise TypeError(f"{real.__name__}() takes 3 arguments in the sandbox")
+                    name, bases, namespace = args
+                    namespace = dict(namespace)
+                    check_class_namespace(namespace)
+                    namespace.setdefault("__module__", "__main__")
+                    cls_ = real(name, tuple(bases), namespace, **kwargs)
+                    factory._registry.add(cls_)
+                    return cls_
+
+            guarded.__name__ = guarded.__qualname__ = real.__name__
+            self._guarded_metaclasses[id(meta)] = guarded
+        return guarded
+
+    def _wrap_module_value(self, value):
+        if isinstance(value, type) and issubclass(value, type):
+            return self._guard_metaclass(value)
         return value
 
     def hasattr(self, obj, name):
@@ -208,26 +349,29 @@ class SandboxRuntime:
 
     def write(self, obj):
         """Write guard: containers and objects created by the sandboxed code itself."""
-        if isinstance(obj, WRITABLE_TYPES) or self._owns(obj):
+        if issubclass(type(obj), WRITABLE_TYPES) or self._owns(obj):
             return obj
         raise TypeError(f"objects of type '{type(obj).__name__}' cannot be modified in the sandbox")
 
     def _owns(self, obj) -> bool:
+        """By identity only: a metaclass's __eq__/__hash__ cannot make a host object ours."""
         if isinstance(obj, type):
-            return obj in self.classes
-        if isinstance(obj, types.FunctionType):
-            return obj.__globals__ is self.namespace
-        return any(cls in self.classes for cls in type(obj).__mro__)
+            return self.classes.owns(obj)
+        if type(obj) is types.FunctionType:
+            return self.is_sandbox_namespace(obj.__globals__)
+        return self.classes.owns_mro_of(obj)
 
     def setattr(self, obj, name, value):
-        if name.startswith("_"):
-            raise AttributeError(f'"{name}" is an invalid attribute name because it starts with "_"')
-        setattr(self.write(obj), name, value)
+        setattr(self.write(obj), check_name(name), value)
 
     def delattr(self, obj, name):
-        if name.startswith("_"):
-            raise AttributeError(f'"{name}" is an invalid attribute name because it starts with "_"')
-        delattr(self.write(obj), name)
+        delattr(self.write(obj), check_name(name))
+
+    def setitem(self, obj, key, value):
+        self.write(obj)[key] = value
+
+    def delitem(self, obj, key):
+        del self.write(obj)[key]
 
     def aug_item(self, obj, key, op, value):
         """`obj[key] op= value` (rewritten by the policy)."""
@@ -237,25 +381,96 @@ class SandboxRuntime:
     def aug_attr(self, obj, name, op, value):
         """`obj.name op= value` (rewritten by the policy)."""
         result = INPLACE_OPS[op](self.getattr(obj, name), value)
-        setattr(self.write(obj), name, result)
+        setattr(self.write(obj), check_name(name), result)
 
-    def eval(self, source, globals=None, locals=None):
-        """`eval` of an expression string through the same policy and guards."""
-        if not isinstance(source, str):
-            raise TypeError("eval() in the sandbox only accepts a string expression")
-        code = compile_sandboxed(source.strip(), mode="eval", filename="<eval>")
-        if globals is None and locals is None:
-            scope = self.namespace
-            locals = dict(sys._getframe(1).f_locals)  # see the caller's local variables
-        else:
-            scope = {k: v for k, v in (globals or {}).items() if not str(k).startswith("_")}
-            scope["__builtins__"] = self.builtins
-            if locals is not None:
-                locals = {k: v for k, v in locals.items() if not str(k).startswith("_")}
-        return eval(code, scope, locals)
+    def make_eval(self, home: dict):
+        """The `eval` builtin of namespace `home`: the same policy and guards; it sees its
+        caller's local variables only when the caller is sandboxed code (never library code)."""
+
+        def eval_(source, globals=None, locals=None):
+            if type(source) is not str:
+                raise TypeError("eval() in the sandbox only accepts a string expression")
+            code = compile_sandboxed(str.strip(source), mode="eval", filename="<eval>")
+            if globals is None and locals is None:
+                caller = sys._getframe(1)
+                scope = home
+                if self.is_sandbox_namespace(caller.f_globals):
+                    scope = caller.f_globals
+                    if caller.f_code.co_name != "<module>":
+                        locals = dict(caller.f_locals)
+            else:
+                if globals is not None and type(globals) is not dict:
+                    raise TypeError("eval() globals must be a dict")
+                if locals is not None and type(locals) is not dict:
+                    raise TypeError("eval() locals must be a dict")
+                scope = {k: v for k, v in (globals or {}).items() if type(k) is str and not k.startswith("_")}
+                scope["__builtins__"] = home["__builtins__"]
+                if locals is not None:
+                    locals = {k: v for k, v in locals.items() if type(k) is str and not k.startswith("_")}
+            return eval(code, scope, locals)
+
+        eval_.__name__ = "eval"
+        return eval_
+
+    def _module_overrides(self) -> dict[str, dict[str, object]]:
+        """Guarded replacements for library functions that set, get or exec caller-chosen names."""
+        return {
+            "operator": self._operator_overrides(),
+            "functools": self._functools_overrides(),
+            "dataclasses": self._dataclasses_overrides(),
+        }
+
+    def _require_owned_class(self, cls, what: str):
+        if not (isinstance(cls, type) and self.classes.owns(cls)):
+            raise TypeError(f"{what}() in the sandbox only accepts classes defined by the program")
+        return cls
+
+    def _functools_overrides(self) -> dict[str, object]:
+        import functools
+
+        defaults = (functools.WRAPPER_ASSIGNMENTS, functools.WRAPPER_UPDATES)
+
+        def check(assigned, updated):
+            if (
+                (tuple(assigned), tuple(updated)) != defaults
+                or type(assigned) is not tuple
+                or type(updated) is not tuple
+            ):
+                raise TypeError("functools.wraps/update_wrapper: only the default attributes in the sandbox")
+
+        def update_wrapper(wrapper, wrapped, assigned=defaults[0], updated=defaults[1]):
+            check(assigned, updated)
+            return functools.update_wrapper(self.write(wrapper), wrapped)
+
+        def wraps(wrapped, assigned=defaults[0], updated=defaults[1]):
+            check(assigned, updated)
+            return lambda wrapper: update_wrapper(wrapper, wrapped)
+
+        def total_ordering(cls):
+            return functools.total_ordering(self._require_owned_class(cls, "total_ordering"))
+
+        return {"update_wrapper": update_wrapper, "wraps": wraps, "total_ordering": total_ordering}
+
+    def _dataclasses_overrides(self) -> dict[str, object]:
+        import dataclasses
+
+        def checked(cls):
+            self._require_owned_class(cls, "dataclass")
+            for name in vars(cls).get("__annotations__", {}):
+                check_name(name, "field")
+                if not name.isidentifier():
+                    raise TypeError(f"invalid field name {name!r}")
+            return cls
+
+        def dataclass(cls=None, /, **kwargs):
+            if cls is None:
+                return lambda c: dataclasses.dataclass(checked(c), **kwargs)
+            return dataclasses.dataclass(checked(cls), **kwargs)
+
+        return {"dataclass": dataclass}
 
     def _operator_overrides(self) -> dict[str, object]:
-        """Guarded replacements for operator.attrgetter / methodcaller."""
+        """Guarded replacements for operator.attrgetter / methodcaller / setitem / delitem."""
 
         def attrgetter(*names):
             def resolve(obj, dotted):
@@ -270,11 +485,17 @@ class SandboxRuntime:
         def methodcaller(name, *args, **kwargs):
             return lambda obj: self.getattr(obj, name)(*args, **kwargs)
 
-        return {"attrgetter": attrgetter, "methodcaller": methodcaller}
+        return {
+            "attrgetter": attrgetter,
+            "methodcaller": methodcaller,
+            "setitem": self.setitem,
+            "delitem": self.delitem,
+        }
 
     # --- namespace ----------------------------------------------------------------
-    def _make_builtins(self, sink) -> dict:
+    def _make_builtins(self, sink, home: dict) -> dict:
         table = {name: getattr(builtins, name) for name in PLAIN_BUILTINS}
+        table["type"] = self.type
         table.update(
             (name, value)
             for name, value in vars(builtins).items()
@@ -286,9 +507,9 @@ class SandboxRuntime:
             hasattr=self.hasattr,
             setattr=self.setattr,
             delattr=self.delattr,
-            eval=self.eval,
+            eval=self.make_eval(home),
             __import__=self.modules.import_,
-            __metaclass__=_ClassFactory(self.classes),
+            __metaclass__=self._factory,
             _getattr_=self.getattr,
             _getitem_=operator.getitem,
             _getiter_=iter,
