@@ -20,6 +20,7 @@ from transformers import AutoTokenizer
 
 from deepcoder.evaluation.sampling import EpisodePolicy, derive_seed
 from deepcoder.records.metrics import aggregate, episode_stats, group_by_problem, summarize_by
+from deepcoder.run.checks import check_evaluate, check_problems
 from deepcoder.utils.console import print_metrics
 from deepcoder.utils.jsonl import JsonlAppender, save_config, write_json
 from deepcoder.utils.text import count_words
@@ -41,6 +42,7 @@ CONSOLE_KEYS = (
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     started = time.perf_counter()
+    check_evaluate(cfg)
     output_dir = Path(cfg.output_dir)
     samples, ks = int(cfg.samples), [int(k) for k in cfg.k]
     if samples < 1 or not ks or min(ks) < 1 or max(ks) > samples:
@@ -48,6 +50,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             f"evaluate: need samples >= 1 and 1 <= k <= samples for every k, got samples={samples}, k={ks}"
         )
     problems = instantiate(cfg.problems)
+    check_problems(problems, cfg)
     save_config(cfg, output_dir)
     policy = instantiate(cfg.teacher)
     if samples > 1 and getattr(policy, "temperature", None) == 0:
