@@ -51,11 +51,8 @@ def stage_errors(task: Callable[..., Any]) -> Callable[..., Any]:
             if type(exc).__name__ not in ("SignalStop", "SIGTERMException"):
                 raise
             name = getattr(exc, "signame", "SIGTERM")
-            _stop(
-                f"stopped by {name}: the last step is checkpointed; rerun with the same output_dir and "
-                "ckpt_path=last to continue",
-                exc.code if isinstance(exc.code, int) else 143,
-            )
+            hint = getattr(exc, "hint", "last.ckpt holds the last finished step: rerun with ckpt_path=last")
+            _stop(f"stopped by {name}: {hint}", exc.code if isinstance(exc.code, int) else 143)
         except InstantiationException as exc:
             cause = exc.__cause__
             if cause is None or isinstance(cause, USER_ERRORS):
