@@ -18,7 +18,6 @@ from deepcoder.testing.chat_server import ChatServer
 from conftest import ROOT
 from conftest import compose_config as config
 
-pytestmark = pytest.mark.e2e
 NOISE = ("💡 Tip", "Total length of", "LeafSpec", "/-2", "smaller than the logging interval", "HTTP Request:")
 
 
@@ -37,6 +36,7 @@ def run(script: str, *args: str, env: dict | None = None) -> subprocess.Complete
     return result
 
 
+@pytest.mark.e2e
 def test_a_short_training_run_logs_plainly_with_wandb_offline(tmp_path):
     data = tmp_path / "gen"
     generate(config("generate", "problems.limit=2", f"output_dir={data}"))
@@ -76,6 +76,7 @@ def test_a_short_training_run_logs_plainly_with_wandb_offline(tmp_path):
     assert not (tmp_path / "root").exists()  # no stray outputs/<stage>/<time>/ folder
 
 
+@pytest.mark.e2e
 def test_evaluate_and_api_generation_log_progress_not_requests(tmp_path):
     evaluation = run("evaluate.py", "teacher=reference", "problems.limit=2", f"output_dir={tmp_path / 'e'}")
     assert "evaluate: 2/2 episodes, 2 passed (100.0%)" in evaluation.stdout
@@ -90,3 +91,15 @@ def test_evaluate_and_api_generation_log_progress_not_requests(tmp_path):
             env={"OPENAI_API_KEY": "sk-test"},
         )
     assert "generate: 2/2 done" in generation.stdout
+
+
+def test_the_terminal_bar_says_epoch_n_not_n_of_minus_two():
+    from types import SimpleNamespace
+
+    from deepcoder.training.progress import StepBar
+
+    bar = StepBar()
+    bar._trainer = SimpleNamespace(max_epochs=-1)
+    assert bar._get_train_description(19) == "Epoch 19"
+    bar._trainer = SimpleNamespace(max_epochs=3)
+    assert bar._get_train_description(1).strip() == "Epoch 1/2"

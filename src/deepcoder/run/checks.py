@@ -192,7 +192,7 @@ def check_student(value: str, key: str = "student") -> None:
 def check_hub_id(repo_id: str, key: str) -> None:
     """A Hugging Face hub id is in the local cache, or the hub answers for it within a few seconds."""
     from huggingface_hub import model_info, try_to_load_from_cache
-    from huggingface_hub.errors import HFValidationError, RepositoryNotFoundError
+    from huggingface_hub.errors import GatedRepoError, HFValidationError, RepositoryNotFoundError
 
     try:
         if isinstance(try_to_load_from_cache(repo_id, "config.json"), str):
@@ -203,6 +203,8 @@ def check_hub_id(repo_id: str, key: str) -> None:
         raise ValueError(f"{key}={repo_id}: no such directory, and not in the Hugging Face cache (HF_HUB_OFFLINE=1)")
     try:
         model_info(repo_id, timeout=HUB_TIMEOUT_S)
+    except GatedRepoError:  # it exists; loading it says how to get access
+        return
     except RepositoryNotFoundError:
         raise ValueError(f"{key}={repo_id}: no such directory, and no such model on the Hugging Face hub") from None
     except Exception as exc:  # no network, DNS, timeout, proxy: the hub cannot be asked
