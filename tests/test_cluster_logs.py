@@ -18,7 +18,15 @@ from deepcoder.testing.chat_server import ChatServer
 from conftest import ROOT
 from conftest import compose_config as config
 
-NOISE = ("💡 Tip", "Total length of", "LeafSpec", "/-2", "smaller than the logging interval", "HTTP Request:")
+NOISE = (
+    "💡 Tip",
+    "Total length of",
+    "LeafSpec",
+    "/-2",
+    "smaller than the logging interval",
+    "HTTP Request:",
+    "anonymous setting",
+)
 
 
 def run(script: str, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:

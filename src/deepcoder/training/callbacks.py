@@ -58,7 +58,11 @@ def wandb_logger(
             "`wandb sync` uploads it later",
             Path(kwargs.get("save_dir") or ".") / "wandb",
         )
-    return WandbLogger(group=group, name=name, **kwargs)
+    logger = WandbLogger(group=group, name=name, **kwargs)
+    init = getattr(logger, "_wandb_init", {})
+    if init.get("anonymous") is None:  # Lightning always passes it; W&B warns that it has no effect
+        init.pop("anonymous", None)
+    return logger
 
 
 def has_wandb_credentials() -> bool:
