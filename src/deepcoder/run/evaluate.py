@@ -78,7 +78,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "problems": _per_problem(records),
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
-    if held_out:
+    if held_out and not signals.received:  # stopped: report what finished, without another long pass
         report["teacher_forced"] = _teacher_forced(cfg, policy, agent, held_out)
     report["seconds"] = round(time.perf_counter() - started, 2)
     if signals.received:
