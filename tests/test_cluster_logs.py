@@ -45,6 +45,7 @@ def run(script: str, *args: str, env: dict | None = None) -> subprocess.Complete
 
 
 @pytest.mark.e2e
+@pytest.mark.slow
 def test_a_short_training_run_logs_plainly_with_wandb_offline(tmp_path):
     data = tmp_path / "gen"
     generate(config("generate", "problems.limit=2", f"output_dir={data}"))

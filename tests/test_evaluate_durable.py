@@ -65,10 +65,10 @@ def test_a_signal_stops_after_the_episode_in_flight_and_a_rerun_finishes(tmp_pat
         stderr=subprocess.PIPE,
         text=True,
     )
-    for line in process.stdout:
-        if "episodes to run" in line:
-            break
-    time.sleep(1.0)
+    deadline = time.monotonic() + 120
+    while not ((out / "episodes.jsonl").exists() and (out / "episodes.jsonl").read_text().count("\n")):
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()[1][-2000:]
+        time.sleep(0.02)
     process.send_signal(signum)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == status, stderr[-2000:]

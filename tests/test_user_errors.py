@@ -43,6 +43,14 @@ def one_line_error(result: subprocess.CompletedProcess, *needles: str) -> str:
     return line
 
 
+def wait_for_a_line(path, process: subprocess.Popen, timeout_s: float = 120) -> None:
+    """Until ``path`` holds a finished record (the run is under way, with most of it still to do)."""
+    deadline = time.monotonic() + timeout_s
+    while not (path.exists() and path.read_text().count("\n")):
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()[1][-2000:]
+        time.sleep(0.02)
+
+
 @pytest.fixture(scope="module")
 def trajectories(tmp_path_factory):
     out = tmp_path_factory.mktemp("gen")
@@ -193,10 +201,7 @@ def test_ctrl_c_in_generate_finishes_in_flight_and_exits_130_in_one_line(tmp_pat
         stderr=subprocess.PIPE,
         text=True,
     )
-    for line in process.stdout:
-        if "to run with" in line:
-            break
-    time.sleep(1.0)
+    wait_for_a_line(tmp_path / "trajectories.jsonl", process)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130 and "Traceback" not in stderr, stderr[-3000:]
