@@ -116,9 +116,6 @@ def check_train(cfg: DictConfig) -> None:
             f"trainer.max_steps=-1 with trainer.max_epochs={max_epochs} never stops: "
             "set trainer.max_steps=N or trainer.max_epochs=N"
         )
-    every = cfg.trainer.get("checkpoint_every_n_steps")
-    if every is not None and int(every) < 1:
-        raise ValueError(f"trainer.checkpoint_every_n_steps={every}: use a number of steps >= 1")
     _check_trajectory_file(Path(cfg.data.trajectories))
     ckpt = cfg.get("ckpt_path")
     if ckpt and ckpt not in ("last", "best", "hpc") and not Path(ckpt).is_file():
