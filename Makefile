@@ -14,7 +14,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q $(TORCH_PIP_ARGS) "$(TORCH_CPU)"
-	$(PY) -m pip install -q -e ".[dev,wandb,sweep]"
+	$(PY) -m pip install -q -e ".[dev,sweep]"
 	touch $@
 
 demo: install

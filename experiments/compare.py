@@ -1,7 +1,9 @@
 """Compare runs and the teacher: ``python experiments/compare.py RUN_DIR… [--teacher DIR] --out DIR``.
 
 A RUN_DIR is laid out like ``outputs/demo/sad`` (``train/``, ``eval_train/``, ``eval_heldout/``,
-any subset) or is one ``evaluate.py`` output. Writes ``comparison.md`` (metrics with 95%
+any subset), is a ``train.py`` output_dir (its evaluations in subdirectories, e.g. ``RUN/eval``)
+or is one ``evaluate.py`` output; ``--eval NAME=DIR`` adds an ``evaluate.py`` output_dir kept
+elsewhere. Writes ``comparison.md`` (metrics with 95%
 bootstrap CIs over problems), ``comparison.json`` and ``training_curves.png``,
 ``pass_at_k.png``, ``failures.png``; with ``--wandb-project`` also a W&B run. Example, after ``make demo``::
 
@@ -21,6 +23,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="*", help="run directories (e.g. outputs/demo/sad outputs/demo/sft)")
     parser.add_argument("--teacher", help="the teacher's directory (e.g. outputs/demo/teacher)")
+    parser.add_argument(
+        "--eval",
+        action="append",
+        default=[],
+        metavar="NAME=DIR",
+        help="an evaluate.py output_dir as the row NAME (repeatable)",
+    )
     parser.add_argument("--out", required=True, help="where to write the table and plots")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples")
@@ -30,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
         "(WANDB_MODE=offline works without a network)",
     )
     args = parser.parse_args(argv)
+    bad = [item for item in args.eval if "=" not in item or not item.partition("=")[0]]
+    if bad:
+        parser.exit(2, f"compare.py: error: --eval {bad[0]}: expected NAME=DIR, e.g. --eval sad=outputs/sad/eval\n")
     try:
         result = compare(
             args.runs,
@@ -38,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
             n_resamples=args.resamples,
             wandb_project=args.wandb_project,
+            evaluations=dict(item.split("=", 1) for item in args.eval),
         )
     except (ValueError, FileNotFoundError) as exc:
         parser.exit(2, f"compare.py: error: {exc}\n")

@@ -408,4 +408,4 @@ def test_progress_counts_tokens_per_second_and_eta_with_a_clock(caplog):
                 assert progress.stats.eta_s(now[0]) == 4.0 and progress.stats.tokens_per_s(now[0]) == 20.0
     stats = progress.stats
     assert (stats.done, stats.passed, stats.failed, stats.errors, stats.tokens) == (4, 2, 1, 1, 160)
-    assert "4/4 done, 2 passed, 1 failed, 1 errors, 20 tok/s" in caplog.text  # not a terminal: logged
+    assert "4/4 done, 2 passed, 1 failed, 1 errors, 20 tok/s, pass rate 50%" in caplog.text  # not a terminal: logged

@@ -43,7 +43,7 @@ def overrides(trajectories: Path, out: Path, *extra: str) -> list[str]:
         "data.max_length=256",
         "trainer.max_steps=6",
         "trainer.log_every_n_steps=1",
-        "+callbacks.model_checkpoint.every_n_train_steps=2",
+        "callbacks.model_checkpoint.every_n_train_steps=2",
         "scheduler.num_warmup_steps=2",
         f"output_dir={out}",
         *extra,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 from pathlib import Path
 
 from rich.console import Console
@@ -58,6 +59,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     mask_steps = [kind for kind in args.mask_steps.split(",") if kind]
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `… --json | head` ends quietly, like any Unix filter
+    if Path(args.file).is_dir():
+        inside = Path(args.file) / "trajectories.jsonl"
+        hint = f" (e.g. {inside})" if inside.exists() else ""
+        raise SystemExit(f"error: {args.file} is a directory: pass a trajectories .jsonl file{hint}")
     try:
         record, imported = load_record(args.file, args.index)
     except (OSError, ValueError, IndexError) as exc:

@@ -103,9 +103,11 @@ class GenerationProgress:
         """The progress as one log line."""
         s = self.stats
         eta = s.eta_s(now)
+        per_min = 60 * s.done / (now - s.started) if now > s.started else 0.0
         return (
             f"generate: {s.done}/{s.total} done, {s.passed} passed, {s.failed} failed, {s.errors} errors, "
-            f"{s.tokens_per_s(now):.0f} tok/s, ETA {'?' if eta is None else f'{eta:.0f} s'}"
+            f"{s.tokens_per_s(now):.0f} tok/s, pass rate {s.passed / max(s.done, 1):.0%}, {per_min:.1f}/min, "
+            f"ETA {'?' if eta is None else f'{eta:.0f} s'}"
         )
 
     def __enter__(self) -> GenerationProgress:

@@ -22,14 +22,17 @@ def compare(
     seed: int = 0,
     n_resamples: int = 2000,
     wandb_project: str | None = None,
+    evaluations: dict[str, str | Path] | None = None,
 ) -> dict[str, Any]:
-    """Load every run (and the teacher's dir as run ``teacher``), write the table and plots to ``out``.
+    """Load every run (and the teacher's dir as run ``teacher``, and each of ``evaluations``, an
+    ``evaluate.py`` output_dir by row name), write the table and plots to ``out``.
 
     Also logged to W&B when a run is active in this process, or to a new run in ``wandb_project``.
     """
-    if not run_dirs and teacher is None:
-        raise ValueError("compare: give at least one RUN_DIR or --teacher DIR")
+    if not run_dirs and teacher is None and not evaluations:
+        raise ValueError("compare: give at least one RUN_DIR, --eval NAME=DIR or --teacher DIR")
     runs: list[Run] = [load_run(path) for path in run_dirs]
+    runs += [load_run(path, name=name) for name, path in (evaluations or {}).items()]
     if teacher is not None:
         runs.append(load_run(teacher, name="teacher"))
     rows = [comparison_row(evaluation, seed, n_resamples) for run in runs for evaluation in run.evaluations]

@@ -1,9 +1,12 @@
-"""Reading a run directory in the demo's layout: training logs and evaluation outputs.
+"""Reading run directories: training logs and evaluation outputs, in the layouts the README produces.
 
-A run directory holds any subset of ``train/`` (``metrics.json``, Lightning CSV logs under
-``train/csv/version_*/metrics.csv``), ``eval_train/`` and ``eval_heldout/`` (each with
-``report.json`` and ``episodes.jsonl``). A directory that itself holds ``report.json`` is one
-evaluation (any ``evaluate.py`` output).
+A run directory is one of: the demo's (``train/`` with Lightning CSV logs under
+``train/csv/version_*/metrics.csv``, plus ``eval_train/``, ``eval_heldout/``); a ``train.py``
+output_dir (``csv/version_*/metrics.csv``, ``metrics.json``, ``student/``) with any evaluations in
+subdirectories (``evaluate.py … output_dir=RUN/eval``); or one ``evaluate.py`` output_dir
+(``report.json`` + ``episodes.jsonl``). An evaluation that was stopped (a partial report, or
+episodes without a report beside them) is refused, never compared as if it were complete.
+Reasoning length is counted in words from the episodes, the one unit every policy has.
 """
 
 from __future__ import annotations
@@ -47,7 +50,17 @@ class Run:
 def load_evaluation(path: str | Path, run: str, split: str) -> Evaluation:
     """``report.json`` + ``episodes.jsonl`` of one evaluation; episodes without stored stats are scored here."""
     path = Path(path)
+    if not (path / "report.json").exists():
+        raise ValueError(
+            f"{path}: episodes.jsonl without report.json: an evaluate.py run that was stopped; "
+            f"rerun it with output_dir={path} to finish"
+        )
     report = read_json(path / "report.json")
+    if report.get("partial"):
+        raise ValueError(
+            f"{path / 'report.json'} is partial ({report.get('n_episodes')} of {report.get('n_episodes_expected')} "
+            f"episodes): rerun evaluate.py with output_dir={path} to finish"
+        )
     for key in ("pass_at_1", "action_validity", "mean_steps", "n"):
         if key not in report:
             raise ValueError(f"{path / 'report.json'}: missing field {key!r} (not an evaluate.py report?)")
@@ -58,7 +71,12 @@ def load_evaluation(path: str | Path, run: str, split: str) -> Evaluation:
     for number, record in enumerate(records, start=1):
         if "problem_id" not in record:
             raise ValueError(f"{episodes}:{number}: missing field 'problem_id'")
-    stats = [record.get("metrics") or episode_stats(record) for record in records]
+    if "n_episodes" in report and len(records) != report["n_episodes"]:
+        raise ValueError(
+            f"{path}: report.json counts {report['n_episodes']} episodes but episodes.jsonl holds {len(records)}: "
+            f"rerun evaluate.py with output_dir={path} to bring them together"
+        )
+    stats = [episode_stats(record) for record in records]  # reasoning in words for every row
     return Evaluation(run, split, path, report, group_by_problem(records, stats))
 
 
@@ -74,22 +92,33 @@ def read_curves(path: str | Path) -> dict[str, list[tuple[int, float]]]:
     return curves
 
 
+def is_evaluation(path: Path) -> bool:
+    return (path / "report.json").exists() or (path / "episodes.jsonl").exists()
+
+
 def load_run(path: str | Path, name: str | None = None) -> Run:
-    """A run directory in the demo layout, or a single evaluation directory."""
+    """A run directory (the demo's layout or a train.py output_dir with evaluations in subdirectories),
+    or a single evaluation directory."""
     path = Path(path)
     name = name or path.name
     if not path.is_dir():
         raise FileNotFoundError(f"{path}: run directory not found")
-    if (path / "report.json").exists():
+    if is_evaluation(path):
         return Run(name, path, evaluations=[load_evaluation(path, name, "eval")])
-    logs = sorted((path / "train" / "csv").glob("version_*/metrics.csv"))
+    logs = sorted(
+        [*(path / "train" / "csv").glob("version_*/metrics.csv"), *(path / "csv").glob("version_*/metrics.csv")],
+        key=lambda log: int(log.parent.name.split("_")[1]),
+    )
     curves = read_curves(logs[-1]) if logs else {}
-    evaluations = [
-        load_evaluation(path / split, name, split) for split in EVAL_SPLITS if (path / split / "report.json").exists()
-    ]
+    splits = [split for split in EVAL_SPLITS if is_evaluation(path / split)]
+    splits += sorted(
+        sub.name for sub in path.iterdir() if sub.is_dir() and sub.name not in splits and is_evaluation(sub)
+    )
+    evaluations = [load_evaluation(path / split, name, split) for split in splits]
     if not curves and not evaluations:
         raise ValueError(
-            f"{path}: neither train/csv/version_*/metrics.csv nor {'/'.join(EVAL_SPLITS)}/report.json "
-            "found (expected a run directory like outputs/demo/sad)"
+            f"{path}: not a run directory: no training log (csv/ or train/csv/version_*/metrics.csv), no evaluation "
+            "(a subdirectory with report.json): pass a train.py or evaluate.py output_dir, or a run like "
+            "outputs/demo/sad"
         )
     return Run(name, path, curves, evaluations)

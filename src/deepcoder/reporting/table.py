@@ -17,10 +17,6 @@ def pass_ks(evaluation: Evaluation) -> list[int]:
     return sorted({1, *(int(k) for k in evaluation.report.get("pass_at_k", {}))})
 
 
-def reasoning_unit(report: dict[str, Any]) -> str:
-    return "tokens" if "mean_reasoning_tokens" in report else "words"
-
-
 def comparison_row(evaluation: Evaluation, seed: int = 0, n_resamples: int = 2000) -> dict[str, Any]:
     """Everything one table row shows, as plain data (also written to ``comparison.json``)."""
     report = evaluation.report
@@ -30,7 +26,7 @@ def comparison_row(evaluation: Evaluation, seed: int = 0, n_resamples: int = 200
         "path": str(evaluation.path),
         "n": len(evaluation.groups),  # the problems the intervals are over
         "samples": report.get("samples_per_problem", 1),
-        "reasoning_unit": reasoning_unit(report),
+        "reasoning_unit": "words",  # counted from the episodes, the same way for every row
         "metrics": bootstrap_metrics(evaluation.groups, pass_ks(evaluation), seed, n_resamples),
         "failures": report.get("failures", {}),
         "teacher_forced": {
@@ -61,7 +57,7 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
         *(f"pass@{k}" for k in ks),
         "action validity",
         "steps / episode",
-        "reasoning / episode",
+        "reasoning words / episode",
         "answered w/o action",
         *(f"TF ppl {span}" for span in TF_SPANS),
         "first-action agreement",
@@ -75,7 +71,7 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
             *(_cell(metrics[f"pass_at_{k}"]) if f"pass_at_{k}" in metrics else "–" for k in ks),
             _cell(metrics["action_validity"]),
             _cell(metrics["mean_steps"], 1),
-            f"{_cell(metrics['mean_reasoning'], 1)} {row['reasoning_unit']}",
+            _cell(metrics["mean_reasoning"], 1),
             _cell(metrics["answered_without_action"]),
             *(_number(tf.get(f"ppl_{span}")) for span in TF_SPANS),
             _number(tf.get("first_action_agreement")),

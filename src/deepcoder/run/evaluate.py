@@ -15,13 +15,16 @@ from typing import Any
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from rich.progress import track
 from transformers import AutoTokenizer
 
+from deepcoder.evaluation.episodes import EpisodeStore, complete_problems
+from deepcoder.evaluation.progress import EvaluationProgress
 from deepcoder.evaluation.sampling import EpisodePolicy, derive_seed
 from deepcoder.records.metrics import aggregate, episode_stats, group_by_problem, summarize_by
+from deepcoder.run.checks import check_evaluate, check_problems
 from deepcoder.utils.console import print_metrics
 from deepcoder.utils.jsonl import JsonlAppender, save_config, write_json
+from deepcoder.utils.signals import DeferredSignals, deferred_signals
 from deepcoder.utils.text import count_words
 
 CONSOLE_KEYS = (
@@ -41,6 +44,7 @@ CONSOLE_KEYS = (
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     started = time.perf_counter()
+    check_evaluate(cfg)
     output_dir = Path(cfg.output_dir)
     samples, ks = int(cfg.samples), [int(k) for k in cfg.k]
     if samples < 1 or not ks or min(ks) < 1 or max(ks) > samples:
@@ -48,6 +52,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             f"evaluate: need samples >= 1 and 1 <= k <= samples for every k, got samples={samples}, k={ks}"
         )
     problems = instantiate(cfg.problems)
+    check_problems(problems, cfg)
     save_config(cfg, output_dir)
     policy = instantiate(cfg.policy)
     if samples > 1 and getattr(policy, "temperature", None) == 0:
@@ -58,7 +63,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     held_out = _teacher_trajectories(cfg, policy)  # checked before any episode runs
     agent = instantiate(cfg.agent)
     unit, count = _reasoning_measure(cfg, policy)
-    records = _run_episodes(cfg, policy, agent, problems, samples, count, output_dir / "episodes.jsonl")
+    records, expected, signals = _run_episodes(cfg, policy, agent, problems, samples, count, output_dir)
+    if signals.received:  # stopped early: the report covers the problems with all their samples, marked partial
+        records = complete_problems(records, samples)
     report = {
         **aggregate(group_by_problem(records, [r["metrics"] for r in records]), ks, unit),
         "policy": {
@@ -71,10 +78,13 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "problems": _per_problem(records),
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
-    if held_out:
+    if held_out and not signals.received:  # stopped: report what finished, without another long pass
         report["teacher_forced"] = _teacher_forced(cfg, policy, agent, held_out)
     report["seconds"] = round(time.perf_counter() - started, 2)
+    if signals.received:
+        report.update(partial=True, n_episodes_expected=expected)
     write_json(output_dir / "report.json", report)
+    signals.check()
     if records and all(r.get("error") for r in records):
         raise RuntimeError(
             f"every episode failed in the policy, e.g. {records[0]['error']}; see {output_dir / 'episodes.jsonl'}"
@@ -99,23 +109,49 @@ def _reasoning_measure(cfg: DictConfig, policy: Any) -> tuple[str, Callable[[str
 
 
 def _run_episodes(
-    cfg: DictConfig, policy: Any, agent: Any, problems: Any, samples: int, count: Callable[[str], int], path: Path
-) -> list[dict[str, Any]]:
-    """``samples`` seeded episodes per problem, each appended to ``path`` with its ``metrics``."""
-    path.unlink(missing_ok=True)
-    records = []
-    with JsonlAppender(path) as out:
-        for problem in track(problems, description="evaluate", transient=True):
-            firsts = _first_turns(policy, agent, problem, samples, cfg)
-            for sample in range(samples):
+    cfg: DictConfig, policy: Any, agent: Any, problems: Any, samples: int, count: Callable[[str], int], out_dir: Path
+) -> tuple[list[dict[str, Any]], int, DeferredSignals]:
+    """``samples`` seeded episodes per problem not yet in ``out_dir``, each appended as it ends; returns
+    every finished episode of these problems (with its ``metrics``), the number expected, and the
+    signals (a Ctrl-C or SIGTERM stops the run after the episode in flight)."""
+    setup = {
+        "policy": f"{policy.provider}/{policy.model}",
+        "temperature": getattr(policy, "temperature", None),
+        "seed": int(cfg.seed),
+        "samples": samples,
+        "batch_first_turn": bool(cfg.batch_first_turn),
+    }
+    store = EpisodeStore(out_dir, setup)
+    keys = [(problem.id, sample) for problem in problems for sample in range(samples)]
+    todo = set(store.todo(keys))
+    if todo:
+        store.start()
+    hint = f"finished episodes are kept in {store.path}: rerun with the same output_dir to continue"
+    with (
+        deferred_signals(hint) as signals,
+        JsonlAppender(store.path) as out,
+        EvaluationProgress(len(todo), resumed=len(keys) - len(todo)) as progress,
+    ):
+        for problem in problems:
+            if signals.received:
+                break
+            missing = [sample for sample in range(samples) if (problem.id, sample) in todo]
+            firsts = _first_turns(policy, agent, problem, samples, cfg) if missing else None
+            for sample in missing:
+                if signals.received:
+                    break
                 episode_policy = EpisodePolicy(
                     policy, derive_seed(cfg.seed, problem.id, sample), firsts[sample] if firsts else None
                 )
                 record = {**agent.run(episode_policy, problem, sample=sample), "sample": sample}
                 record["metrics"] = episode_stats(record, count)
                 out.append(record)
-                records.append(record)
-    return records
+                store.done[(problem.id, sample)] = record
+                progress.add(record)
+    records = [store.done[key] for key in keys if key in store.done]
+    for record in records:  # resumed episodes are measured the same way as this run's
+        record["metrics"] = episode_stats(record, count)
+    return records, len(keys), signals
 
 
 def _first_turns(policy: Any, agent: Any, problem: Any, samples: int, cfg: DictConfig) -> list | None:

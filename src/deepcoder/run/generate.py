@@ -10,12 +10,15 @@ from omegaconf import DictConfig
 from deepcoder.generation import generate_trajectories
 from deepcoder.generation.report import print_report
 from deepcoder.generation.shards import check_shard
+from deepcoder.run.checks import check_generate, check_problems
 from deepcoder.utils.jsonl import save_config
 
 
 def generate(cfg: DictConfig) -> dict[str, Any]:
+    check_generate(cfg)
     check_shard(cfg.shard, cfg.num_shards)  # before any cost: loading problems, a teacher's model check
     problems = instantiate(cfg.problems)
+    check_problems(problems, cfg)
     save_config(cfg, cfg.output_dir)
     teacher = instantiate(cfg.teacher)
     agent = instantiate(cfg.agent)

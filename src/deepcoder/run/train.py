@@ -15,17 +15,20 @@ from typing import Any
 import lightning as L
 from hydra.utils import instantiate
 from lightning.fabric.utilities.rank_zero import rank_zero_only
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import Checkpoint, LearningRateMonitor
 from omegaconf import DictConfig
 
+from deepcoder.run.checks import check_supervised, check_train
 from deepcoder.training.callbacks import finish_wandb_runs
 from deepcoder.training.distill_teacher import build_teacher
+from deepcoder.training.progress import log_interval, with_progress
 from deepcoder.utils.console import print_metrics
 from deepcoder.utils.jsonl import save_config, write_json
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     started = time.perf_counter()
+    check_train(cfg)
     L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.output_dir)
     if rank_zero_only.rank == 0:
@@ -44,6 +47,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         loss=loss,  # which spans get labels, and the window normaliser
     )
     datamodule.setup("fit")
+    check_supervised(datamodule)
     module = instantiate(cfg.module)(
         student.model,
         loss,
@@ -55,12 +59,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     if not loggers:  # the learning-rate monitor has nowhere to write (and Lightning would refuse)
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
-    checkpointing = any(isinstance(c, ModelCheckpoint) for c in callbacks)
+    callbacks = with_progress(callbacks, cfg.trainer)  # plain log lines when not on a terminal
+    checkpointing = any(isinstance(c, Checkpoint) for c in callbacks)
     trainer = instantiate(
         cfg.trainer,
         logger=loggers or False,
         callbacks=callbacks,
         enable_checkpointing=checkpointing,
+        log_every_n_steps=log_interval(cfg.trainer),
         default_root_dir=str(output_dir),
     )
     try:
@@ -75,8 +81,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "loss": loss.name,
         "steps": trainer.global_step,
         **datamodule.stats(),
-        "start": _window_mean(module.history, first=True),
-        "end": _window_mean(module.history, first=False),
+        "start": _window_mean(module.history, first=True, size=_window(module.history)),
+        "end": _window_mean(module.history, first=False, size=_window(module.history)),
         "final": {k: float(v) for k, v in trainer.callback_metrics.items()},
         "seconds": round(time.perf_counter() - started, 2),
         "student_dir": str(student_dir),
@@ -102,6 +108,11 @@ def objective(metrics: dict[str, Any], name: str) -> float:
             f"optimized_metric={name} was not logged (validation needs data.val_fraction > 0); logged: {known}"
         )
     return float(value)
+
+
+def _window(history: list[dict[str, float]]) -> int:
+    """Up to 10 steps, and at most half the run, so start and end of a short run are different steps."""
+    return min(10, max(1, len(history) // 2))
 
 
 def _window_mean(history: list[dict[str, float]], first: bool, size: int = 10) -> dict[str, float]:

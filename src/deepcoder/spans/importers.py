@@ -177,12 +177,18 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m deepcoder.spans.importers", description=__doc__.splitlines()[0])
     parser.add_argument("input", help="FireAct file: Alpaca JSON array / JSONL, or chat JSONL")
     parser.add_argument("output", help="our trajectories JSONL to write")
+    parser.add_argument("--force", action="store_true", help="overwrite OUTPUT if it exists")
     args = parser.parse_args(argv)
+    if Path(args.output).exists() and not args.force:
+        raise SystemExit(f"error: {args.output} exists: pass --force to overwrite it, or choose another output file")
+    blocking = next((p for p in Path(args.output).parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise SystemExit(f"error: cannot write {args.output}: {blocking} is a file, not a directory")
     try:
         records = import_file(args.input)
+        write_jsonl(records, args.output)
     except (OSError, ValueError) as exc:
         raise SystemExit(f"error: {exc}") from None
-    write_jsonl(records, args.output)
     print(f"imported {len(records)} trajectories from {args.input} to {args.output}")
 
 

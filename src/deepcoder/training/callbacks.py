@@ -13,10 +13,14 @@ continues after a resume as if the run had never stopped.
 
 from __future__ import annotations
 
+import logging
+import netrc
+import os
 import random
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import lightning as L
 import numpy as np
@@ -24,6 +28,8 @@ import torch
 from lightning.pytorch.loggers import Logger, WandbLogger
 
 from deepcoder.core.names import SPAN_NAMES
+
+log = logging.getLogger(__name__)
 
 
 def wandb_logger(
@@ -33,6 +39,7 @@ def wandb_logger(
 
     ``resume_from`` (the run's ``ckpt_path``): when set, the newest W&B run already in
     ``save_dir`` is continued (same id, W&B's ``resume="allow"``) instead of a new one started.
+    Without a key (and no ``WANDB_MODE`` chosen) the run is offline, said in one log line.
     """
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
@@ -44,7 +51,30 @@ def wandb_logger(
             name = name or hydra.job.override_dirname or f"job{hydra.job.num}"
     if resume_from is not None and kwargs.get("id") is None:
         kwargs["id"] = previous_wandb_run(Path(kwargs.get("save_dir") or "."))
-    return WandbLogger(group=group, name=name, **kwargs)
+    if not kwargs.get("offline") and not os.environ.get("WANDB_MODE") and not has_wandb_credentials():
+        kwargs["offline"] = True
+        log.info(
+            "W&B: no API key (WANDB_API_KEY or `wandb login`), so logging offline under %s; "
+            "`wandb sync` uploads it later",
+            Path(kwargs.get("save_dir") or ".") / "wandb",
+        )
+    logger = WandbLogger(group=group, name=name, **kwargs)
+    init = getattr(logger, "_wandb_init", {})
+    if init.get("anonymous") is None:  # Lightning always passes it; W&B warns that it has no effect
+        init.pop("anonymous", None)
+    return logger
+
+
+def has_wandb_credentials() -> bool:
+    """A W&B key in the environment or in the netrc file that ``wandb login`` writes."""
+    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
+        return True
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname or "api.wandb.ai"
+    path = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
+    try:
+        return path.is_file() and netrc.netrc(path).authenticators(host) is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
 
 
 def previous_wandb_run(save_dir: Path) -> str | None:

@@ -14,9 +14,10 @@ console = Console()
 def print_metrics(title: str, metrics: Mapping[str, Any]) -> None:
     """A two-column table of scalar metrics (nested dicts are flattened with ``/``)."""
     table = Table(title=title, show_header=True, header_style="bold")
-    table.add_column("metric")
+    flat = _flatten(metrics)
+    table.add_column("metric", no_wrap=True, min_width=max(map(len, flat), default=6))  # full names, never cut
     table.add_column("value", justify="right")
-    for key, value in _flatten(metrics).items():
+    for key, value in flat.items():
         table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
     console.print(table)
 
