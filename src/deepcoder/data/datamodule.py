@@ -51,7 +51,7 @@ def collate(examples: list[RenderedExample], pad_id: int) -> dict[str, torch.Ten
         "step_ids": pad([step_ids(e) for e in examples], -1),
     }
     if examples[0].teacher is not None:
-        batch.update(batch_tensors([[(e.teacher, 0)] for e in examples], length))
+        batch.update(batch_tensors([[(e.require_teacher(), 0)] for e in examples], length))
     return batch
 
 
@@ -145,7 +145,7 @@ class TrajectoryDataModule(L.LightningDataModule):
         if self.token_map is not None:
             self.alignment = AlignmentCounts()
             for example, _ in items:
-                self.alignment.add(example.teacher.counts)
+                self.alignment.add(example.require_teacher().counts)
             check_alignment(self.alignment, self.path)
         items, self.dropped = self.filters.apply(items, self.only_passed)
         items, self.masked, self.masked_tokens, dropped = relabel(
@@ -266,7 +266,7 @@ class TrajectoryDataModule(L.LightningDataModule):
         world_size, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
         shard = self.val_set[rank::world_size] if len(self.val_set) >= world_size else self.val_set
         return DataLoader(
-            shard,
+            shard,  # type: ignore[arg-type]  # a list is a map-style dataset; torch's stub asks for Dataset
             batch_size=self.batch_size,
             num_workers=self.num_workers,
             collate_fn=partial(collate, pad_id=self.tokenizer.pad_token_id),
@@ -291,4 +291,5 @@ def _teacher_coverage(examples: list[RenderedExample]) -> float:
 
 def _real_token_share(sampler: WindowBatchSampler) -> float:
     """The real-token share of the padded batches of epoch 0's plan (all ranks)."""
-    return real_token_share([[sampler.lengths[i] for i in batch] for window in sampler.plan(0) for batch in window])
+    lengths = sampler.row_lengths()
+    return real_token_share([[lengths[i] for i in batch] for window in sampler.plan(0) for batch in window])

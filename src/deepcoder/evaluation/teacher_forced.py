@@ -17,7 +17,7 @@ from __future__ import annotations
 import ast
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -27,9 +27,12 @@ from deepcoder.spans.labels import SpanStrategy
 from deepcoder.spans.render import render_trajectory
 from deepcoder.training.chunked_loss import chunked_span_loss
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
 
 def span_metrics(
-    model: torch.nn.Module,
+    model: PreTrainedModel,
     tokenizer: Any,
     records: Sequence[dict[str, Any]],
     strategy: SpanStrategy,
@@ -39,6 +42,8 @@ def span_metrics(
     device = next(model.parameters()).device
     backbone = getattr(model, model.base_model_prefix)
     head = model.get_output_embeddings()
+    if not isinstance(head, torch.nn.Linear):
+        raise TypeError(f"span_metrics needs a causal LM with a linear output head, got {type(head).__name__}")
     weights = torch.ones(len(SPAN_NAMES))
     totals = {span: [0.0, 0, 0] for span in sorted(TRAINED_SPANS)}  # CE sum, correct, tokens
     was_training = model.training

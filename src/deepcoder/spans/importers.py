@@ -131,12 +131,10 @@ def to_trajectory(messages: list[dict[str, str]], source: Path, index: int) -> d
     for i, message in enumerate(messages):
         if message["role"] == "assistant":
             after = messages[i + 1] if i + 1 < len(messages) else None
-            observed = after is not None and after["role"] == "user" and after["content"].startswith(OBSERVATION_PREFIX)
-            steps.append(
-                parse_step(
-                    message["content"], after["content"][len(OBSERVATION_PREFIX) :].strip() if observed else None
-                )
-            )
+            observation = None
+            if after is not None and after["role"] == "user" and after["content"].startswith(OBSERVATION_PREFIX):
+                observation = after["content"][len(OBSERVATION_PREFIX) :].strip()
+            steps.append(parse_step(message["content"], observation))
     final_answer = None
     for step in steps:
         final_answer = step.pop("final_answer") or final_answer

@@ -53,6 +53,15 @@ class RenderedExample:
     def __len__(self) -> int:
         return len(self.input_ids)
 
+    def require_teacher(self) -> TeacherTopK:
+        """The teacher's top-k, for callers that render every example with teacher logprobs."""
+        if self.teacher is None:
+            raise ValueError(
+                f"trajectory {self.trajectory_id} was rendered without teacher logprobs: "
+                "render all examples of a batch with the same token map"
+            )
+        return self.teacher
+
     def truncated(self, length: int) -> RenderedExample:
         """The first ``length`` tokens (and the teacher's top-k among them)."""
         teacher = None if self.teacher is None else self.teacher.truncated(length)
@@ -178,7 +187,7 @@ def encode(
 def label_tokens(tokenizer: PreTrainedTokenizerBase, record: dict[str, Any], strategy: SpanStrategy) -> LabelledTokens:
     """Render the chat once, label its characters, tokenise it, and give each token a span and a step."""
     messages, leads = chat_messages(record)
-    text = tokenizer.apply_chat_template(messages, tokenize=False)
+    text = str(tokenizer.apply_chat_template(messages, tokenize=False))  # a str with tokenize=False; stubs say a union
     starts = message_starts(text, messages, record.get("trajectory_id", "?"))
     end_of_turn = tokenizer.eos_token or ""
     char_spans = character_labels(text, messages, starts, record, strategy, end_of_turn, leads)

@@ -127,7 +127,7 @@ def align_teacher(tokens: LabelledTokens, record: dict[str, Any], token_map: Tok
             if block.size >= MIN_RUN:
                 matched.update((block.a + offset, block.b + offset) for offset in range(block.size))
         for j, b in matched.items():
-            top = _top_k(entries[j], chosen[j], token_map, counts)
+            top = _top_k(entries[j], student[b], token_map, counts)  # matched: chosen[j] == student[b]
             if top:
                 rows[region[b]] = top
         comparable = min(len(entries), len(region))

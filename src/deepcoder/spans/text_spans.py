@@ -112,8 +112,11 @@ class ThinkSpans:
     def assistant_segments(self, record: dict[str, Any], turn: int, content: str) -> list[Segment]:
         marks = [(0, "reason")]
         for match in self.pattern.finditer(content):
-            marks.append((match.start(), match.lastgroup))
-            if match.lastgroup == "answer":
+            kind = match.lastgroup
+            if kind is None:  # every alternative is a named group that closes last, so this cannot match
+                raise ValueError(f"span pattern {self.pattern.pattern!r} matched outside its named groups")
+            marks.append((match.start(), kind))
+            if kind == "answer":
                 break
             marks.append((match.end(), "reason"))
         return merged(tile(len(content), marks), self.merge_answer)

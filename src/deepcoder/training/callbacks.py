@@ -120,7 +120,12 @@ class ResumableRNG(L.Callback):
         self._pending: dict[str, Any] | None = None
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
-        name, keys, position, has_gauss, gauss = np.random.get_state()  # plain types: weights_only loading
+        state = np.random.get_state(legacy=True)
+        if not isinstance(state, tuple):  # only a non-MT19937 global generator gives a dict
+            raise TypeError(
+                f"numpy's global generator is {state['bit_generator']}: RngStateCallback saves MT19937 only"
+            )
+        name, keys, position, has_gauss, gauss = state  # plain types: weights_only loading
         checkpoint[self.KEY] = {
             "python": random.getstate(),
             "numpy": (name, keys.tolist(), position, has_gauss, gauss),
@@ -147,7 +152,7 @@ class ResumableRNG(L.Callback):
 
 def trajectory_source(trainer: L.Trainer) -> Any:
     """The datamodule the trajectories come from (its path, tokenizer, span strategy and filter)."""
-    data = trainer.datamodule
+    data = getattr(trainer, "datamodule", None)  # set by Lightning at fit time, not declared on Trainer
     if data is None or not all(hasattr(data, key) for key in ("path", "tokenizer", "span", "only_passed")):
         raise TypeError("TrajectoryTable needs the TrajectoryDataModule (trainer.fit(..., datamodule=...))")
     return data
