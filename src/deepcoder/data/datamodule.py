@@ -24,6 +24,7 @@ from deepcoder.data.stats import real_token_share, span_statistics
 from deepcoder.data.supervision import check_mode, relabel
 from deepcoder.data.windows import WindowBatchSampler, WindowTagged, loss_normalizer
 from deepcoder.losses import SpanLoss
+from deepcoder.records.schema import TrajectoryRecord, as_record
 from deepcoder.records.trajectories import load_trajectories
 from deepcoder.spans.labels import SpanStrategy
 from deepcoder.spans.render import RenderedExample, render_trajectory
@@ -171,9 +172,9 @@ class TrajectoryDataModule(L.LightningDataModule):
         rows = load_trajectories(self.path, only_passed=False)  # only_passed is a filter, after the cache
         if not rows:
             raise ValueError(f"{self.path}: no usable trajectories (every record has an error)")
-        return [self._render(where, record) for where, record in rows]
+        return [self._render(where, as_record(record)) for where, record in rows]
 
-    def _render(self, where: str, record: dict[str, Any]) -> Item:
+    def _render(self, where: str, record: TrajectoryRecord) -> Item:
         try:
             full = render_trajectory(self.tokenizer, record, self.span, token_map=self.token_map)
         except (ValueError, KeyError, TypeError, IndexError) as exc:

@@ -23,6 +23,7 @@ import torch
 
 from deepcoder.core.names import SPAN_INDEX, SPAN_NAMES, TRAINED_SPANS
 from deepcoder.protocol.parsing import parse_turn
+from deepcoder.records.schema import as_record
 from deepcoder.spans.labels import SpanStrategy
 from deepcoder.spans.render import render_trajectory
 from deepcoder.training.chunked_loss import chunked_span_loss
@@ -50,7 +51,7 @@ def span_metrics(
     model.eval()
     with torch.no_grad():
         for record in records:
-            example = render_trajectory(tokenizer, record, strategy)
+            example = render_trajectory(tokenizer, as_record(record), strategy)
             ids, labels, spans = (
                 torch.tensor([values], device=device)
                 for values in (example.input_ids, example.labels, example.span_ids)

@@ -35,6 +35,7 @@ from typing import Any
 
 import torch
 
+from deepcoder.records.schema import TrajectoryRecord
 from deepcoder.spans.labels import LabelledTokens
 from deepcoder.spans.token_map import TokenMap
 
@@ -106,7 +107,7 @@ class TeacherTopK:
         return cls(state["positions"], state["ids"], state["logprobs"], AlignmentCounts(**state["counts"]))
 
 
-def align_teacher(tokens: LabelledTokens, record: dict[str, Any], token_map: TokenMap) -> TeacherTopK:
+def align_teacher(tokens: LabelledTokens, record: TrajectoryRecord, token_map: TokenMap) -> TeacherTopK:
     """The stored top-k of every step of ``record``, at the rendered tokens they align with."""
     counts, rows = AlignmentCounts(), {}
     starts = [start for start, _ in tokens.offsets]
@@ -138,7 +139,7 @@ def align_teacher(tokens: LabelledTokens, record: dict[str, Any], token_map: Tok
 
 
 def _mismatch(
-    record: dict[str, Any],
+    record: TrajectoryRecord,
     turn: int,
     entries: list[dict[str, Any]],
     student: list[int],

@@ -78,6 +78,7 @@ class TrajectoryTable(L.Callback):
             return
         import wandb
 
+        from deepcoder.records.schema import as_record
         from deepcoder.records.trajectories import load_trajectories
         from deepcoder.spans.view import render_tokens, to_html
 
@@ -85,7 +86,7 @@ class TrajectoryTable(L.Callback):
         columns = ["trajectory_id", "problem_id", "passed", *(f"tokens_{span}" for span in SPAN_NAMES), "spans"]
         rows = []
         for _, record in load_trajectories(data.path, data.only_passed)[: self.n]:
-            tokens = render_tokens(data.tokenizer, record, data.span, data.mask_steps)
+            tokens = render_tokens(data.tokenizer, as_record(record), data.span, data.mask_steps)
             counts = [sum(1 for t in tokens if t.span == span) for span in SPAN_NAMES]
             rows.append(
                 [
