@@ -25,7 +25,7 @@ from deepcoder.generation.shards import select_shard, shard_of
 from deepcoder.generation.store import OutputLock
 from deepcoder.policies import ReferenceTeacher
 from deepcoder.problems import load_problems
-from deepcoder.records.schema import check_record
+from deepcoder.records.schema import Trajectory, TrajectoryRecord, check_record
 from deepcoder.run.generate import generate
 from deepcoder.utils.jsonl import read_jsonl
 
@@ -115,6 +115,13 @@ def test_merge_joins_shards_into_the_unsharded_dataset(shard_dirs, tmp_path):
     assert not list((tmp_path / "merged").glob("*.tmp"))
     with pytest.raises(FileExistsError, match="--overwrite"):
         merge_shards([shard_dirs / "shard0"], tmp_path / "merged")
+
+
+def test_the_typed_record_view_declares_the_schema_and_every_field_generate_writes(shard_dirs):
+    declared = set(TrajectoryRecord.__annotations__)
+    assert set(Trajectory.model_fields) <= declared
+    written = {key for record in records(shard_dirs / "whole" / "trajectories.jsonl") for key in record}
+    assert written <= declared, f"TrajectoryRecord lacks {sorted(written - declared)}"
 
 
 def test_merge_prefers_a_good_record_and_reports_duplicates_and_missing(shard_dirs, tmp_path):

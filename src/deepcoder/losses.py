@@ -107,8 +107,6 @@ def token_losses(
     """
     log_p = F.log_softmax(upcast(student_logits), dim=-1)
     ce = -log_p.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-    if teacher_logits is None and teacher_topk is None:
-        return ce, None
     temperature, kind, beta = divergence.temperature, divergence.kind, divergence.beta
     if teacher_topk is not None:
         if temperature != 1.0:
@@ -122,6 +120,8 @@ def token_losses(
         # then take CE instead: neither an inf nor a NaN can reach the gradient through torch.where.
         log_t = torch.where(present.unsqueeze(-1), log_t, log_s.detach())
         return ce, torch.where(present, divergence_between(log_t, log_s, kind, beta), ce)
+    if teacher_logits is None:
+        return ce, None
     log_s = log_p if temperature == 1.0 else F.log_softmax(upcast(student_logits) / temperature, dim=-1)
     log_t = F.log_softmax(upcast(teacher_logits) / temperature, dim=-1)
     return ce, divergence_between(log_t, log_s, kind, beta)

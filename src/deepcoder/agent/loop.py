@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from deepcoder.core.names import SCHEMA_VERSION
 from deepcoder.protocol.parsing import ParsedTurn, parse_turn
 from deepcoder.protocol.prompts import observation_message, system_prompt, task_prompt
+from deepcoder.records.schema import TrajectoryRecord
 from deepcoder.tools import PythonExecutor, Tool, run_tests
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ class Agent:
             {"role": "user", "content": task_prompt(problem.prompt, problem.entry_point)},
         ]
 
-    def run(self, policy: Policy, problem: Problem, sample: int = 0) -> dict[str, Any]:
+    def run(self, policy: Policy, problem: Problem, sample: int = 0) -> TrajectoryRecord:
         """Play one episode; never raises for a policy failure (it becomes the record's ``error``)."""
         started = time.perf_counter()
         messages = self.initial_messages(problem)

@@ -24,6 +24,7 @@ from deepcoder.data.stats import real_token_share, span_statistics
 from deepcoder.data.supervision import check_mode, relabel
 from deepcoder.data.windows import WindowBatchSampler, WindowTagged, loss_normalizer
 from deepcoder.losses import SpanLoss
+from deepcoder.records.schema import TrajectoryRecord, as_record
 from deepcoder.records.trajectories import load_trajectories
 from deepcoder.spans.labels import SpanStrategy
 from deepcoder.spans.render import RenderedExample, render_trajectory
@@ -51,7 +52,7 @@ def collate(examples: list[RenderedExample], pad_id: int) -> dict[str, torch.Ten
         "step_ids": pad([step_ids(e) for e in examples], -1),
     }
     if examples[0].teacher is not None:
-        batch.update(batch_tensors([[(e.teacher, 0)] for e in examples], length))
+        batch.update(batch_tensors([[(e.require_teacher(), 0)] for e in examples], length))
     return batch
 
 
@@ -145,7 +146,7 @@ class TrajectoryDataModule(L.LightningDataModule):
         if self.token_map is not None:
             self.alignment = AlignmentCounts()
             for example, _ in items:
-                self.alignment.add(example.teacher.counts)
+                self.alignment.add(example.require_teacher().counts)
             check_alignment(self.alignment, self.path)
         items, self.dropped = self.filters.apply(items, self.only_passed)
         items, self.masked, self.masked_tokens, dropped = relabel(
@@ -171,9 +172,9 @@ class TrajectoryDataModule(L.LightningDataModule):
         rows = load_trajectories(self.path, only_passed=False)  # only_passed is a filter, after the cache
         if not rows:
             raise ValueError(f"{self.path}: no usable trajectories (every record has an error)")
-        return [self._render(where, record) for where, record in rows]
+        return [self._render(where, as_record(record)) for where, record in rows]
 
-    def _render(self, where: str, record: dict[str, Any]) -> Item:
+    def _render(self, where: str, record: TrajectoryRecord) -> Item:
         try:
             full = render_trajectory(self.tokenizer, record, self.span, token_map=self.token_map)
         except (ValueError, KeyError, TypeError, IndexError) as exc:
@@ -266,7 +267,7 @@ class TrajectoryDataModule(L.LightningDataModule):
         world_size, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
         shard = self.val_set[rank::world_size] if len(self.val_set) >= world_size else self.val_set
         return DataLoader(
-            shard,
+            shard,  # type: ignore[arg-type]  # a list is a map-style dataset; torch's stub asks for Dataset
             batch_size=self.batch_size,
             num_workers=self.num_workers,
             collate_fn=partial(collate, pad_id=self.tokenizer.pad_token_id),
@@ -291,4 +292,5 @@ def _teacher_coverage(examples: list[RenderedExample]) -> float:
 
 def _real_token_share(sampler: WindowBatchSampler) -> float:
     """The real-token share of the padded batches of epoch 0's plan (all ranks)."""
-    return real_token_share([[sampler.lengths[i] for i in batch] for window in sampler.plan(0) for batch in window])
+    lengths = sampler.row_lengths()
+    return real_token_share([[lengths[i] for i in batch] for window in sampler.plan(0) for batch in window])

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any
 
 from deepcoder.core.names import SPAN_NAMES
+from deepcoder.records.schema import TrajectoryRecord
 from deepcoder.spans.render import RenderedExample
 
 
@@ -33,7 +33,7 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def describe(record: dict[str, Any], full_length: int) -> ExampleInfo:
+def describe(record: TrajectoryRecord, full_length: int) -> ExampleInfo:
     """The :class:`ExampleInfo` of ``record``, rendered to ``full_length`` tokens before truncation."""
     program = record.get("final_answer")
     assistant = "\x00".join(m["content"] for m in record["messages"] if m["role"] == "assistant")

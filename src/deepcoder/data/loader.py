@@ -24,12 +24,15 @@ class ResumableDataLoader(DataLoader):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if not isinstance(self.batch_sampler, WindowBatchSampler):
-            raise TypeError(f"ResumableDataLoader needs a WindowBatchSampler, got {type(self.batch_sampler).__name__}")
+        sampler = self.batch_sampler
+        if not isinstance(sampler, WindowBatchSampler):
+            raise TypeError(f"ResumableDataLoader needs a WindowBatchSampler, got {type(sampler).__name__}")
+        self.window_sampler = sampler  # batch_sampler (fixed after __init__), typed as what it is
         self._position: tuple[int, int] | None = None  # (epoch, batches delivered) of the running iteration
 
-    def __iter__(self) -> Iterator[Any]:
-        sampler = self.batch_sampler
+    # torch's stub has __iter__ return its private _BaseDataLoaderIter; a generator serves the loop.
+    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
+        sampler = self.window_sampler
         epoch, delivered = sampler.epoch, sampler.skip
         self._position = (epoch, delivered)
         for batch in super().__iter__():
@@ -38,13 +41,13 @@ class ResumableDataLoader(DataLoader):
             yield batch
 
     def state_dict(self) -> dict[str, int]:
-        epoch, delivered = self._position or (self.batch_sampler.epoch, self.batch_sampler.skip)
+        epoch, delivered = self._position or (self.window_sampler.epoch, self.window_sampler.skip)
         return {"epoch": epoch, "batches": delivered}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         epoch, delivered = int(state["epoch"]), int(state["batches"])
         if delivered >= len(self):  # saved at the end of an epoch: the next one starts afresh
             epoch, delivered = epoch + 1, 0
-        self.batch_sampler.set_epoch(epoch)
-        self.batch_sampler.skip = delivered
+        self.window_sampler.set_epoch(epoch)
+        self.window_sampler.skip = delivered
         self._position = None

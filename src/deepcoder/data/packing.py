@@ -80,7 +80,10 @@ def collate_packed(rows: list[list[RenderedExample]], pad_id: int) -> dict[str, 
         batch.update(
             batch_tensors(
                 [
-                    [(e.teacher, start) for e, start in zip(row, accumulate((len(e) for e in row), initial=0))]
+                    [
+                        (e.require_teacher(), start)
+                        for e, start in zip(row, accumulate((len(e) for e in row), initial=0))
+                    ]
                     for row in rows
                 ],
                 length,

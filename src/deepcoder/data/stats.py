@@ -9,7 +9,7 @@ from deepcoder.spans.render import RenderedExample
 
 def span_statistics(examples: list[RenderedExample]) -> dict[str, dict[str, float]]:
     """``span_tokens`` (count per span kind) and ``span_shares`` (of all tokens, rounded to 1e-4)."""
-    totals = dict.fromkeys(SPAN_NAMES, 0)
+    totals: dict[str, float] = dict.fromkeys(SPAN_NAMES, 0)
     for example in examples:
         for span, count in span_token_counts(example).items():
             totals[span] += count

@@ -89,17 +89,24 @@ class WindowBatchSampler(Sampler[list[tuple[int, float]]]):
         self.curriculum = curriculum if curriculum is not None and curriculum.active else None
         if self.curriculum and (scores is None or len(scores) != len(norms)):
             raise ValueError("a curriculum needs one score per row")
+        row_scores = scores or []
         self.norms, self.batch_size, self.accumulate = norms, batch_size, accumulate
         self.shuffle, self.seed, self.lengths, self.group_by_length = shuffle, seed, lengths, group_by_length
         self.world_size, self.rank, self.bucket_windows = world_size, rank, bucket_windows
         tie_break = torch.randperm(len(norms), generator=torch.Generator().manual_seed(seed)).tolist()
-        self.ranked = sorted(range(len(norms)), key=lambda i: (scores[i], tie_break[i])) if self.curriculum else []
+        self.ranked = sorted(range(len(norms)), key=lambda i: (row_scores[i], tie_break[i])) if self.curriculum else []
         self.epoch, self.skip = 0, 0
         self.sampler = self  # Lightning calls set_epoch on batch_sampler.sampler every epoch
         self._used_batches()  # fails now if the ranks cannot all get a batch
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    def row_lengths(self) -> list[int]:
+        """Each row's token count, as given in ``lengths``."""
+        if self.lengths is None:
+            raise ValueError("this WindowBatchSampler was built without lengths=: pass one token count per row")
+        return self.lengths
 
     def _used_batches(self) -> int:
         batches = -(-len(self.norms) // self.batch_size)
@@ -124,15 +131,15 @@ class WindowBatchSampler(Sampler[list[tuple[int, float]]]):
         generator = torch.Generator().manual_seed(self.seed + epoch)
         sizes = self.window_sizes()
         if self.curriculum:
-            return self._curriculum_plan(epoch, sizes, generator)
+            return self._curriculum_plan(self.curriculum, epoch, sizes, generator)
         n, b = len(self.norms), self.batch_size
         order = torch.randperm(n, generator=generator).tolist() if self.shuffle else list(range(n))
         if self.group_by_length:
-            bucket = b * sizes[0] * self.bucket_windows
+            bucket, lengths = b * sizes[0] * self.bucket_windows, self.row_lengths()
             order = [
                 i
                 for start in range(0, n, bucket)
-                for i in sorted(order[start : start + bucket], key=lambda i: -self.lengths[i])
+                for i in sorted(order[start : start + bucket], key=lambda i: -lengths[i])
             ]
         batches = [order[start : start + b] for start in range(0, n, b)]
         windows = [batches[sum(sizes[:w]) : sum(sizes[: w + 1])] for w in range(len(sizes))]
@@ -141,16 +148,20 @@ class WindowBatchSampler(Sampler[list[tuple[int, float]]]):
             windows = [windows[i] for i in torch.randperm(full, generator=generator).tolist()] + windows[full:]
         return windows
 
-    def _curriculum_plan(self, epoch: int, sizes: list[int], generator: torch.Generator) -> Plan:
-        windows, b = [], self.batch_size
+    def _curriculum_plan(
+        self, curriculum: Curriculum, epoch: int, sizes: list[int], generator: torch.Generator
+    ) -> Plan:
+        windows: Plan = []
+        b = self.batch_size
         for w, size in enumerate(sizes):
-            pool = max(1, math.ceil(self.curriculum.fraction(epoch * len(sizes) + w) * len(self.ranked) - 1e-9))
+            pool = max(1, math.ceil(curriculum.fraction(epoch * len(sizes) + w) * len(self.ranked) - 1e-9))
             drawn: list[int] = []
             while len(drawn) < size * b:
                 drawn += torch.randperm(pool, generator=generator).tolist()
             rows = [self.ranked[i] for i in drawn[: size * b]]
             if self.group_by_length:
-                rows.sort(key=lambda i: -self.lengths[i])
+                lengths = self.row_lengths()
+                rows.sort(key=lambda i: -lengths[i])
             windows.append([rows[start : start + b] for start in range(0, size * b, b)])
         return windows
 

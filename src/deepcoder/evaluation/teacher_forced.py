@@ -17,19 +17,23 @@ from __future__ import annotations
 import ast
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from deepcoder.core.names import SPAN_INDEX, SPAN_NAMES, TRAINED_SPANS
 from deepcoder.protocol.parsing import parse_turn
+from deepcoder.records.schema import as_record
 from deepcoder.spans.labels import SpanStrategy
 from deepcoder.spans.render import render_trajectory
 from deepcoder.training.chunked_loss import chunked_span_loss
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
 
 def span_metrics(
-    model: torch.nn.Module,
+    model: PreTrainedModel,
     tokenizer: Any,
     records: Sequence[dict[str, Any]],
     strategy: SpanStrategy,
@@ -39,13 +43,15 @@ def span_metrics(
     device = next(model.parameters()).device
     backbone = getattr(model, model.base_model_prefix)
     head = model.get_output_embeddings()
+    if not isinstance(head, torch.nn.Linear):
+        raise TypeError(f"span_metrics needs a causal LM with a linear output head, got {type(head).__name__}")
     weights = torch.ones(len(SPAN_NAMES))
     totals = {span: [0.0, 0, 0] for span in sorted(TRAINED_SPANS)}  # CE sum, correct, tokens
     was_training = model.training
     model.eval()
     with torch.no_grad():
         for record in records:
-            example = render_trajectory(tokenizer, record, strategy)
+            example = render_trajectory(tokenizer, as_record(record), strategy)
             ids, labels, spans = (
                 torch.tensor([values], device=device)
                 for values in (example.input_ids, example.labels, example.span_ids)

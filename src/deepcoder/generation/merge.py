@@ -21,6 +21,7 @@ from typing import Any
 
 from deepcoder.generation.report import dataset_report, print_report
 from deepcoder.generation.store import MANIFEST, REPORT, TRAJECTORIES, write_manifest
+from deepcoder.records.schema import TrajectoryRecord, as_record
 from deepcoder.utils.jsonl import read_json, read_jsonl, write_json, write_jsonl
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ class Shard:
     """One input directory: its records (the last per problem) and its manifest, if any."""
 
     path: Path
-    records: dict[str, dict[str, Any]]
+    records: dict[str, TrajectoryRecord]
     manifest: dict[str, Any] | None
     seconds: float | None
 
@@ -40,13 +41,13 @@ class Shard:
         file = path / TRAJECTORIES
         if not file.is_file():
             raise FileNotFoundError(f"{file}: no trajectory file (is {path} a generate.py output_dir?)")
-        records: dict[str, dict[str, Any]] = {}
+        records: dict[str, TrajectoryRecord] = {}
         try:
             for number, record in read_jsonl(file):
                 if not isinstance(record.get("problem_id"), str):
                     raise ValueError(f"{file}:{number}: field 'problem_id': missing or not a string")
                 records.pop(record["problem_id"], None)
-                records[record["problem_id"]] = record
+                records[record["problem_id"]] = as_record(record)
         except ValueError as exc:
             raise ValueError(
                 f"{exc}\n(a run killed mid-write leaves a torn last line: "
@@ -59,7 +60,7 @@ class Shard:
 
 @dataclass
 class MergeResult:
-    records: list[dict[str, Any]]
+    records: list[TrajectoryRecord]
     expected: list[str]
     duplicates: list[str] = field(default_factory=list)
     replaced_errors: list[str] = field(default_factory=list)
@@ -150,7 +151,7 @@ def _check_manifests(shards: Sequence[Shard]) -> dict[str, Any]:
 
 def _combine(shards: Sequence[Shard]) -> MergeResult:
     """One record per problem, in shard then file order."""
-    chosen: dict[str, dict[str, Any]] = {}
+    chosen: dict[str, TrajectoryRecord] = {}
     result = MergeResult(records=[], expected=[])
     for shard in shards:
         result.expected += shard.manifest["problem_ids"] if shard.manifest else []

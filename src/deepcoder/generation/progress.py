@@ -10,11 +10,11 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from deepcoder.records.schema import TrajectoryRecord
 from deepcoder.utils.console import console as default_console
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ class RunStats:
     errors: int = 0
     tokens: int = 0
 
-    def add(self, record: dict[str, Any]) -> None:
+    def add(self, record: TrajectoryRecord) -> None:
         self.done += 1
         if record.get("error"):
             self.errors += 1
@@ -82,7 +82,7 @@ class GenerationProgress:
         self._progress = Progress(*columns, console=self.console, disable=not self.console.is_terminal)
         self._task = self._progress.add_task("generate", total=total, passed=0, failed=0, errors=0, tokens_per_s=0.0)
 
-    def add(self, record: dict[str, Any]) -> None:
+    def add(self, record: TrajectoryRecord) -> None:
         self.stats.add(record)
         now = self.clock()
         self._progress.update(

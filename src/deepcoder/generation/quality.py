@@ -21,6 +21,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from deepcoder.records.schema import TrajectoryRecord
+
 EXPLANATION_MIN_WORDS = 5
 THINK_BLOCK_RE = re.compile(r"<think>(.*?)</think>", re.DOTALL)
 FENCED_RE = re.compile(r"```.*?(?:```|\Z)", re.DOTALL)
@@ -28,24 +30,24 @@ KEYWORD_RE = re.compile(r"^(?:Thought|Final Answer):", re.MULTILINE)
 WORD_RE = re.compile(r"[^\W\d_]{2,}")
 
 
-def has_reasoning(record: dict[str, Any]) -> bool:
+def has_reasoning(record: TrajectoryRecord) -> bool:
     return any((step.get("thought") or "").strip() for step in record.get("steps") or [])
 
 
-def has_think(record: dict[str, Any]) -> bool:
+def has_think(record: TrajectoryRecord) -> bool:
     return any(
         match.group(1).strip() for message in _assistant_turns(record) for match in THINK_BLOCK_RE.finditer(message)
     )
 
 
-def has_code_action(record: dict[str, Any]) -> bool:
+def has_code_action(record: TrajectoryRecord) -> bool:
     return any(
         (step.get("action") or {}).get("tool") == "python" and (step["action"].get("input") or "").strip()
         for step in record.get("steps") or []
     )
 
 
-def explanation_words(record: dict[str, Any]) -> int:
+def explanation_words(record: TrajectoryRecord) -> int:
     """Words of prose in the final-answer turn (0 without a final answer)."""
     turns = _assistant_turns(record)
     if record.get("final_answer") is None or not turns:
@@ -54,11 +56,11 @@ def explanation_words(record: dict[str, Any]) -> int:
     return len(WORD_RE.findall(prose))
 
 
-def has_explanation(record: dict[str, Any]) -> bool:
+def has_explanation(record: TrajectoryRecord) -> bool:
     return explanation_words(record) >= EXPLANATION_MIN_WORDS
 
 
-def quality(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def quality(records: Sequence[TrajectoryRecord]) -> dict[str, Any]:
     """Counts, pass rate and the quality shares and means of one group of records."""
     ok = [r for r in records if not r.get("error")]
     n, m = len(records), len(ok)
@@ -86,13 +88,13 @@ def quality(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def quality_by(records: Sequence[dict[str, Any]], key: str) -> dict[str, dict[str, Any]]:
+def quality_by(records: Sequence[TrajectoryRecord], key: str) -> dict[str, dict[str, Any]]:
     """:func:`quality` per value of ``key`` (``category``, ``difficulty``), sorted by value."""
-    groups: dict[str, list[dict[str, Any]]] = {}
+    groups: dict[str, list[TrajectoryRecord]] = {}
     for record in records:
         groups.setdefault(str(record.get(key)), []).append(record)
     return {name: quality(group) for name, group in sorted(groups.items())}
 
 
-def _assistant_turns(record: dict[str, Any]) -> list[str]:
+def _assistant_turns(record: TrajectoryRecord) -> list[str]:
     return [m.get("content") or "" for m in record.get("messages") or [] if m.get("role") == "assistant"]

@@ -18,6 +18,7 @@ from rich.table import Table
 
 from deepcoder.generation.quality import quality, quality_by
 from deepcoder.records.metrics import summarize, summarize_by
+from deepcoder.records.schema import TrajectoryRecord
 from deepcoder.utils.console import console, print_metrics
 
 # First match wins: a timeout is also a connection error in the SDKs, a 413 is also a status error.
@@ -51,12 +52,12 @@ def error_kind(error: str) -> str:
     return "other"
 
 
-def errors_by_kind(records: Sequence[dict[str, Any]]) -> dict[str, int]:
-    counts = Counter(error_kind(r["error"]) for r in records if r.get("error"))
+def errors_by_kind(records: Sequence[TrajectoryRecord]) -> dict[str, int]:
+    counts = Counter(error_kind(error) for r in records if (error := r.get("error")))
     return {kind: counts.get(kind, 0) for kind in ERROR_KIND_NAMES}
 
 
-def dataset_report(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def dataset_report(records: Sequence[TrajectoryRecord]) -> dict[str, Any]:
     """Counts, pass rate, errors, tokens and quality of a whole trajectory set (one record a problem)."""
     n = len(records)
     n_passed = sum(1 for r in records if r.get("passed"))

@@ -32,6 +32,7 @@ from deepcoder.generation.store import (
     latest_records,
     write_manifest,
 )
+from deepcoder.records.schema import TrajectoryRecord
 from deepcoder.utils.jsonl import JsonlAppender, write_json
 
 if TYPE_CHECKING:
@@ -148,7 +149,7 @@ def _run_episodes(
             raise
 
 
-def crashed_episode(agent: Agent, teacher: Policy, problem: Problem, exc: Exception) -> dict[str, Any]:
+def crashed_episode(agent: Agent, teacher: Policy, problem: Problem, exc: Exception) -> TrajectoryRecord:
     """The error record of an episode that raised (the loop itself turns policy failures into records)."""
     return {
         "schema_version": SCHEMA_VERSION,

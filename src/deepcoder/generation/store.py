@@ -13,8 +13,9 @@ import fcntl
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
+from deepcoder.records.schema import TrajectoryRecord, as_record
 from deepcoder.utils.jsonl import read_json, read_jsonl, repair_torn_tail, write_json, write_jsonl
 
 TRAJECTORIES = "trajectories.jsonl"
@@ -56,7 +57,7 @@ class OutputLock:
             self._handle = None
 
 
-def latest_records(path: str | Path) -> dict[str, dict[str, Any]]:
+def latest_records(path: str | Path) -> dict[str, TrajectoryRecord]:
     """The last record of each problem in ``path`` (a later record supersedes an earlier one).
 
     A torn last line left by a killed writer is cut off first.
@@ -65,16 +66,16 @@ def latest_records(path: str | Path) -> dict[str, dict[str, Any]]:
     if not path.exists():
         return {}
     repair_torn_tail(path)
-    latest: dict[str, dict[str, Any]] = {}
+    latest: dict[str, TrajectoryRecord] = {}
     for number, record in read_jsonl(path):
         if not isinstance(record.get("problem_id"), str):
             raise ValueError(f"{path}:{number}: field 'problem_id': missing or not a string")
         latest.pop(record["problem_id"], None)  # keep file order of the surviving records
-        latest[record["problem_id"]] = record
+        latest[record["problem_id"]] = as_record(record)
     return latest
 
 
-def check_same_teacher(path: str | Path, records: Iterable[dict[str, Any]], provider: str, model: str) -> None:
+def check_same_teacher(path: str | Path, records: Iterable[TrajectoryRecord], provider: str, model: str) -> None:
     """Refuse to mix teachers in one trajectory file."""
     for record in records:
         written = record.get("teacher") or {}
@@ -85,7 +86,7 @@ def check_same_teacher(path: str | Path, records: Iterable[dict[str, Any]], prov
             )
 
 
-def compact(path: str | Path, latest: dict[str, dict[str, Any]], drop: set[str]) -> bool:
+def compact(path: str | Path, latest: dict[str, TrajectoryRecord], drop: set[str]) -> bool:
     """Rewrite ``path`` atomically as one record per problem, without the problems in ``drop``.
 
     Used before retrying error records, so a retried problem is never in the file twice.

@@ -8,7 +8,7 @@ problems (``experiments/compare.py``) recomputes exactly the metrics of ``report
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from deepcoder.records.pass_at_k import mean_pass_at_k
@@ -18,7 +18,7 @@ FAILURES = ("passed", "wrong_answer", "syntax_error", "timeout", "no_answer", "m
 TextSize = Callable[[str], int]
 
 
-def failure_category(record: dict[str, Any]) -> str:
+def failure_category(record: Mapping[str, Any]) -> str:
     """Why an episode did not pass (or ``passed``), from what the agent recorded.
 
     Without a final answer: ``max_steps`` when the last turn was still a valid tool call (the agent
@@ -41,7 +41,7 @@ def failure_category(record: dict[str, Any]) -> str:
     return "wrong_answer"
 
 
-def turn_is_valid(step: dict[str, Any], is_last: bool, record: dict[str, Any]) -> bool:
+def turn_is_valid(step: dict[str, Any], is_last: bool, record: Mapping[str, Any]) -> bool:
     """A turn is valid when it parsed and its tool ran without error, or it is the final answer."""
     if step.get("parse_error"):
         return False
@@ -50,7 +50,7 @@ def turn_is_valid(step: dict[str, Any], is_last: bool, record: dict[str, Any]) -
     return bool(step.get("tool_ok"))
 
 
-def reasoning_texts(record: dict[str, Any]) -> list[str]:
+def reasoning_texts(record: Mapping[str, Any]) -> list[str]:
     """The ``reason`` span text of each assistant turn (from the segments the parser recorded)."""
     turns = [m["content"] for m in record.get("messages", []) if m.get("role") == "assistant"]
     texts = []
@@ -61,7 +61,7 @@ def reasoning_texts(record: dict[str, Any]) -> list[str]:
     return texts
 
 
-def episode_stats(record: dict[str, Any], count: TextSize = count_words) -> dict[str, Any]:
+def episode_stats(record: Mapping[str, Any], count: TextSize = count_words) -> dict[str, Any]:
     """The numbers every aggregate is built from; ``count`` measures reasoning (tokens or words)."""
     steps = record.get("steps") or []
     actions = sum(1 for step in steps if step.get("action") is not None)
@@ -119,7 +119,9 @@ def aggregate(
     }
 
 
-def group_by_problem(records: Sequence[dict[str, Any]], stats: Sequence[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+def group_by_problem(
+    records: Sequence[Mapping[str, Any]], stats: Sequence[dict[str, Any]]
+) -> list[list[dict[str, Any]]]:
     """Episode stats grouped per problem, in first-seen order."""
     groups: dict[str, list[dict[str, Any]]] = {}
     for record, stat in zip(records, stats):
@@ -128,16 +130,16 @@ def group_by_problem(records: Sequence[dict[str, Any]], stats: Sequence[dict[str
 
 
 def summarize(
-    records: Sequence[dict[str, Any]], ks: Sequence[int] = (1,), count: TextSize = count_words, unit: str = "words"
+    records: Sequence[Mapping[str, Any]], ks: Sequence[int] = (1,), count: TextSize = count_words, unit: str = "words"
 ) -> dict[str, Any]:
     """Aggregate metrics over episodes (any number of samples per problem): the keys of ``report.json``."""
     stats = [episode_stats(r, count) for r in records]
     return aggregate(group_by_problem(records, stats), ks, unit)
 
 
-def summarize_by(records: Sequence[dict[str, Any]], key: str) -> dict[str, dict[str, Any]]:
+def summarize_by(records: Sequence[Mapping[str, Any]], key: str) -> dict[str, dict[str, Any]]:
     """Pass@1 (the fraction of passing episodes) and counts per value of ``key`` (``category``, ``difficulty``)."""
-    groups: dict[str, list[dict[str, Any]]] = {}
+    groups: dict[str, list[Mapping[str, Any]]] = {}
     for record in records:
         groups.setdefault(str(record.get(key)), []).append(record)
     return {

@@ -15,7 +15,7 @@ import argparse
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict, cast
 
 from pydantic import (
     BaseModel,
@@ -109,6 +109,34 @@ class Trajectory(Record):
         return steps
 
 
+class TrajectoryRecord(TypedDict, total=False):
+    """A trajectory record as plain JSON (what ``json.loads`` gives, what ``generate.py`` writes).
+
+    The typed view of :class:`Trajectory` where records cross package boundaries as dicts, plus the
+    extras the pipeline reads: ``category``/``difficulty`` (the problem's), ``test_error`` and
+    ``stop_reason`` (the agent loop's), ``wall_s``, and ``source`` (an imported record's origin).
+    Messages and steps stay plain dicts (``Message`` and ``Step`` above give their fields).
+    """
+
+    schema_version: int
+    trajectory_id: str
+    problem_id: str
+    teacher: dict[str, Any]
+    messages: list[dict[str, Any]]
+    steps: list[dict[str, Any]]
+    final_answer: str | None
+    passed: bool | None
+    error: str | None
+    usage: dict[str, int] | None
+    latency_s: float | None
+    category: str
+    difficulty: str
+    test_error: str | None
+    stop_reason: str
+    wall_s: float
+    source: dict[str, Any]
+
+
 @dataclass
 class ValidationReport:
     """What a trajectory file holds: bad records (``file:line: field: problem``) and usable ones.
@@ -132,6 +160,12 @@ class ValidationReport:
             f"{self.n_usable} usable (valid, no error, passed)"
         )
         return "\n".join([*self.errors, summary])
+
+
+def as_record(data: dict[str, Any]) -> TrajectoryRecord:
+    """``data`` (a parsed JSON line) seen as a trajectory record: no copy and no check
+    (:func:`check_record` validates); where untyped JSON enters the typed code."""
+    return cast(TrajectoryRecord, data)
 
 
 def field_errors(exc: ValidationError, where: str) -> list[str]:

@@ -31,6 +31,7 @@ from typing import Any
 from deepcoder.core.names import SCHEMA_VERSION
 from deepcoder.protocol.parsing import strip_fence
 from deepcoder.protocol.prompts import OBSERVATION_PREFIX
+from deepcoder.records.schema import TrajectoryRecord
 from deepcoder.spans.text_spans import ReactSpans
 from deepcoder.utils.jsonl import read_jsonl, write_jsonl
 
@@ -125,18 +126,16 @@ def parse_step(content: str, observation: str | None) -> dict[str, Any]:
     }
 
 
-def to_trajectory(messages: list[dict[str, str]], source: Path, index: int) -> dict[str, Any]:
+def to_trajectory(messages: list[dict[str, str]], source: Path, index: int) -> TrajectoryRecord:
     """Our trajectory record for one imported conversation (``index``: its position in ``source``)."""
     steps = []
     for i, message in enumerate(messages):
         if message["role"] == "assistant":
             after = messages[i + 1] if i + 1 < len(messages) else None
-            observed = after is not None and after["role"] == "user" and after["content"].startswith(OBSERVATION_PREFIX)
-            steps.append(
-                parse_step(
-                    message["content"], after["content"][len(OBSERVATION_PREFIX) :].strip() if observed else None
-                )
-            )
+            observation = None
+            if after is not None and after["role"] == "user" and after["content"].startswith(OBSERVATION_PREFIX):
+                observation = after["content"][len(OBSERVATION_PREFIX) :].strip()
+            steps.append(parse_step(message["content"], observation))
     final_answer = None
     for step in steps:
         final_answer = step.pop("final_answer") or final_answer
@@ -157,7 +156,7 @@ def to_trajectory(messages: list[dict[str, str]], source: Path, index: int) -> d
     }
 
 
-def convert(record: dict[str, Any], source: str | Path, index: int, where: str) -> dict[str, Any]:
+def convert(record: dict[str, Any], source: str | Path, index: int, where: str) -> TrajectoryRecord:
     """One FireAct record (Alpaca or chat, autodetected) as our trajectory record."""
     if "messages" in record:
         messages = chat_messages(record, where)
@@ -168,7 +167,7 @@ def convert(record: dict[str, Any], source: str | Path, index: int, where: str) 
     return to_trajectory(messages, Path(source), index)
 
 
-def import_file(path: str | Path) -> list[dict[str, Any]]:
+def import_file(path: str | Path) -> list[TrajectoryRecord]:
     """Every record of a FireAct file as our trajectory records; the first bad record raises."""
     return [convert(record, path, index, where) for index, (where, record) in enumerate(read_records(path))]
 

@@ -4,15 +4,16 @@ tokens with their labels. Rendering produces them; teacher top-k alignment and v
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from deepcoder.protocol.parsing import Segment
+from deepcoder.records.schema import TrajectoryRecord
 
 
 class SpanStrategy(Protocol):
     name: str
 
-    def assistant_segments(self, record: dict[str, Any], turn: int, content: str) -> list[Segment]: ...
+    def assistant_segments(self, record: TrajectoryRecord, turn: int, content: str) -> list[Segment]: ...
 
 
 @dataclass(frozen=True)

@@ -23,13 +23,13 @@ end-of-turn token and the observation that answers it carry the turn's index, al
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from transformers import PreTrainedTokenizerBase
 
 from deepcoder.core.names import IGNORE_INDEX, SPAN_INDEX, TRAINED_SPANS
 from deepcoder.protocol.parsing import Segment
 from deepcoder.protocol.prompts import OBSERVATION_PREFIX
+from deepcoder.records.schema import TrajectoryRecord
 from deepcoder.spans.labels import LabelledTokens, SpanStrategy
 from deepcoder.spans.step_kinds import step_kinds
 from deepcoder.spans.teacher_topk import TeacherTopK, align_teacher
@@ -53,6 +53,15 @@ class RenderedExample:
     def __len__(self) -> int:
         return len(self.input_ids)
 
+    def require_teacher(self) -> TeacherTopK:
+        """The teacher's top-k, for callers that render every example with teacher logprobs."""
+        if self.teacher is None:
+            raise ValueError(
+                f"trajectory {self.trajectory_id} was rendered without teacher logprobs: "
+                "render all examples of a batch with the same token map"
+            )
+        return self.teacher
+
     def truncated(self, length: int) -> RenderedExample:
         """The first ``length`` tokens (and the teacher's top-k among them)."""
         teacher = None if self.teacher is None else self.teacher.truncated(length)
@@ -67,7 +76,7 @@ class RenderedExample:
         )
 
 
-def chat_messages(record: dict[str, Any]) -> tuple[list[dict[str, str]], list[int]]:
+def chat_messages(record: TrajectoryRecord) -> tuple[list[dict[str, str]], list[int]]:
     """The messages as rendered (assistant content without leading whitespace) and how many
     characters each lost at its start."""
     messages, leads = [], []
@@ -105,7 +114,7 @@ def character_labels(
     text: str,
     messages: list[dict[str, str]],
     starts: list[int],
-    record: dict[str, Any],
+    record: TrajectoryRecord,
     strategy: SpanStrategy,
     end_of_turn: str,
     leads: list[int] | None = None,
@@ -175,10 +184,12 @@ def encode(
     return ids, offsets
 
 
-def label_tokens(tokenizer: PreTrainedTokenizerBase, record: dict[str, Any], strategy: SpanStrategy) -> LabelledTokens:
+def label_tokens(
+    tokenizer: PreTrainedTokenizerBase, record: TrajectoryRecord, strategy: SpanStrategy
+) -> LabelledTokens:
     """Render the chat once, label its characters, tokenise it, and give each token a span and a step."""
     messages, leads = chat_messages(record)
-    text = tokenizer.apply_chat_template(messages, tokenize=False)
+    text = str(tokenizer.apply_chat_template(messages, tokenize=False))  # a str with tokenize=False; stubs say a union
     starts = message_starts(text, messages, record.get("trajectory_id", "?"))
     end_of_turn = tokenizer.eos_token or ""
     char_spans = character_labels(text, messages, starts, record, strategy, end_of_turn, leads)
@@ -198,7 +209,7 @@ def label_tokens(tokenizer: PreTrainedTokenizerBase, record: dict[str, Any], str
 
 def render_trajectory(
     tokenizer: PreTrainedTokenizerBase,
-    record: dict[str, Any],
+    record: TrajectoryRecord,
     strategy: SpanStrategy,
     max_length: int | None = None,
     token_map: TokenMap | None = None,

@@ -12,12 +12,13 @@ transcript) has none.
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import Any
+
+from deepcoder.records.schema import TrajectoryRecord
 
 STEP_KINDS = ("parse_error", "tool_error", "repeated_action")
 
 
-def step_kinds(record: dict[str, Any]) -> tuple[tuple[str, ...], ...]:
+def step_kinds(record: TrajectoryRecord) -> tuple[tuple[str, ...], ...]:
     """The kinds (:data:`STEP_KINDS`) of every recorded step of ``record``, in turn order."""
     kinds, seen = [], set()
     for step in record.get("steps") or []:

@@ -6,10 +6,9 @@ imported transcripts are in :mod:`deepcoder.spans.text_spans`.
 
 from __future__ import annotations
 
-from typing import Any
-
 from deepcoder.core.names import SPAN_INDEX
 from deepcoder.protocol.parsing import Segment, parse_turn
+from deepcoder.records.schema import TrajectoryRecord
 
 
 class StructuredSpans:
@@ -25,7 +24,7 @@ class StructuredSpans:
     def __init__(self, merge_answer: bool = False) -> None:
         self.merge_answer = merge_answer
 
-    def assistant_segments(self, record: dict[str, Any], turn: int, content: str) -> list[Segment]:
+    def assistant_segments(self, record: TrajectoryRecord, turn: int, content: str) -> list[Segment]:
         """Segments of the ``turn``-th assistant message, checked to tile ``content`` exactly."""
         steps = record.get("steps") or []
         raw = steps[turn].get("segments") if turn < len(steps) else None

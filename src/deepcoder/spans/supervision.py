@@ -35,7 +35,8 @@ def supervise(
     own = {SPAN_INDEX[span] for span in TRAINED_SPANS}
     masked = masked_steps(example, mask_steps)
     step_ids = example.step_ids or [-1] * len(example)
-    labels, counts = [], Counter()
+    labels: list[int] = []
+    counts: Counter[str] = Counter()
     for token, span, step in zip(example.input_ids, example.span_ids, step_ids):
         hidden = step in masked and span in own
         counts["tokens"] += hidden and span in supervised

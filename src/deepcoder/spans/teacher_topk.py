@@ -35,6 +35,7 @@ from typing import Any
 
 import torch
 
+from deepcoder.records.schema import TrajectoryRecord
 from deepcoder.spans.labels import LabelledTokens
 from deepcoder.spans.token_map import TokenMap
 
@@ -106,7 +107,7 @@ class TeacherTopK:
         return cls(state["positions"], state["ids"], state["logprobs"], AlignmentCounts(**state["counts"]))
 
 
-def align_teacher(tokens: LabelledTokens, record: dict[str, Any], token_map: TokenMap) -> TeacherTopK:
+def align_teacher(tokens: LabelledTokens, record: TrajectoryRecord, token_map: TokenMap) -> TeacherTopK:
     """The stored top-k of every step of ``record``, at the rendered tokens they align with."""
     counts, rows = AlignmentCounts(), {}
     starts = [start for start, _ in tokens.offsets]
@@ -127,7 +128,7 @@ def align_teacher(tokens: LabelledTokens, record: dict[str, Any], token_map: Tok
             if block.size >= MIN_RUN:
                 matched.update((block.a + offset, block.b + offset) for offset in range(block.size))
         for j, b in matched.items():
-            top = _top_k(entries[j], chosen[j], token_map, counts)
+            top = _top_k(entries[j], student[b], token_map, counts)  # matched: chosen[j] == student[b]
             if top:
                 rows[region[b]] = top
         comparable = min(len(entries), len(region))
@@ -138,7 +139,7 @@ def align_teacher(tokens: LabelledTokens, record: dict[str, Any], token_map: Tok
 
 
 def _mismatch(
-    record: dict[str, Any],
+    record: TrajectoryRecord,
     turn: int,
     entries: list[dict[str, Any]],
     student: list[int],

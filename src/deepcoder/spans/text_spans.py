@@ -15,9 +15,9 @@ line starts (Qwen2's pre-tokenizer does) no token straddles two spans.
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from deepcoder.protocol.parsing import THINK_RE, Segment
+from deepcoder.records.schema import TrajectoryRecord
 
 
 def tile(length: int, marks: list[tuple[int, str]]) -> list[Segment]:
@@ -78,7 +78,7 @@ class ReactSpans:
             )
         }
 
-    def assistant_segments(self, record: dict[str, Any], turn: int, content: str) -> list[Segment]:
+    def assistant_segments(self, record: TrajectoryRecord, turn: int, content: str) -> list[Segment]:
         think = THINK_RE.match(content)
         body = think.end() if think else 0
         marks = sorted(
@@ -109,11 +109,14 @@ class ThinkSpans:
             re.DOTALL | re.MULTILINE,
         )
 
-    def assistant_segments(self, record: dict[str, Any], turn: int, content: str) -> list[Segment]:
+    def assistant_segments(self, record: TrajectoryRecord, turn: int, content: str) -> list[Segment]:
         marks = [(0, "reason")]
         for match in self.pattern.finditer(content):
-            marks.append((match.start(), match.lastgroup))
-            if match.lastgroup == "answer":
+            kind = match.lastgroup
+            if kind is None:  # every alternative is a named group that closes last, so this cannot match
+                raise ValueError(f"span pattern {self.pattern.pattern!r} matched outside its named groups")
+            marks.append((match.start(), kind))
+            if kind == "answer":
                 break
             marks.append((match.end(), "reason"))
         return merged(tile(len(content), marks), self.merge_answer)

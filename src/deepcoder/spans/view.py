@@ -14,13 +14,12 @@ from collections import Counter
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from rich.table import Table
 from rich.text import Text
 
 from deepcoder.core.names import SPAN_NAMES, TRAINED_SPANS
-from deepcoder.records.schema import check_record
+from deepcoder.records.schema import TrajectoryRecord, as_record, check_record
 from deepcoder.spans.importers import convert, read_records
 from deepcoder.spans.labels import SpanStrategy
 from deepcoder.spans.render import label_tokens
@@ -48,7 +47,7 @@ class Token:
     masked: bool = False
 
 
-def load_record(path: str | Path, index: int) -> tuple[dict[str, Any], bool]:
+def load_record(path: str | Path, index: int) -> tuple[TrajectoryRecord, bool]:
     """Record ``index`` (0-based) of ``path`` and whether it was imported from a FireAct file."""
     rows = read_records(path)
     if not 0 <= index < len(rows):
@@ -56,7 +55,7 @@ def load_record(path: str | Path, index: int) -> tuple[dict[str, Any], bool]:
     where, record = rows[index]
     if "trajectory_id" in record:
         check_record(record, where)
-        return record, False
+        return as_record(record), False
     return convert(record, path, index, where), True
 
 
@@ -80,7 +79,7 @@ def token_texts(tokenizer, ids: Sequence[int]) -> list[str]:
 
 
 def render_tokens(
-    tokenizer, record: dict[str, Any], strategy: SpanStrategy, mask_steps: Collection[str] = ("parse_error",)
+    tokenizer, record: TrajectoryRecord, strategy: SpanStrategy, mask_steps: Collection[str] = ("parse_error",)
 ) -> list[Token]:
     """Every token of the rendered trajectory with its span label, boundary flag and whether
     ``mask_steps`` (default: the training default) takes its label away."""

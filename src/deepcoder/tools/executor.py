@@ -247,6 +247,7 @@ class PythonExecutor:
                     self._drop_server()
                     if attempt:
                         raise
+        raise AssertionError("unreachable: the second attempt returns or raises")
 
     def _drop_server(self) -> None:
         while self._server:

@@ -93,7 +93,7 @@ def harden_host_modules() -> None:
             check_name(name, "member")
         return create(cls, class_name, names, module="__main__", type=type, start=start, boundary=boundary)
 
-    enum.EnumType._create_ = _create_
+    enum.EnumType._create_ = _create_  # type: ignore[attr-defined]  # private hook, absent from typeshed
 
 
 class ForkServer:
@@ -119,7 +119,8 @@ class ForkServer:
     def serve(self) -> None:
         self.control.send(b"R")
         while True:
-            readable, _, _ = select.select([self.control, self.wake_r], [], [])
+            watched: list[socket.socket | int] = [self.control, self.wake_r]
+            readable, _, _ = select.select(watched, [], [])
             if self.wake_r in readable:
                 while _drain(self.wake_r):
                     pass

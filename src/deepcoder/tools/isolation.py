@@ -28,12 +28,14 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import enum
 import errno
 import os
 import signal
 import struct
 import subprocess
 import sys
+from typing import Final
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
@@ -262,8 +264,14 @@ def namespaces_unavailable_reason() -> str | None:
     return _probe_result
 
 
-_UNSET = object()
-_probe_result: object = _UNSET
+class _Unset(enum.Enum):
+    """The type of `_UNSET`: a sentinel mypy can narrow away (a bare object() it cannot)."""
+
+    TOKEN = enum.auto()
+
+
+_UNSET: Final = _Unset.TOKEN
+_probe_result: str | None | _Unset = _UNSET
 _PROBE = (
     "import sys; sys.path[0] = {root!r}\n"
     "from deepcoder.tools import isolation as i\n"

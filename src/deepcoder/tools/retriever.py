@@ -18,6 +18,7 @@ import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from deepcoder.tools.safe_modules import ALLOWED_MODULES
 from deepcoder.utils.paths import cache_dir as deepcoder_cache_dir
@@ -119,8 +120,8 @@ class Retriever:
         self.top_k = top_k
         self.max_chars_per_snippet = max_chars_per_snippet
         self.loaded_from_cache: bool | None = None  # set when the knowledge base is loaded
-        self._docs: list[dict] | None = None
-        self._bm25 = None
+        self._docs: list[dict] = []
+        self._bm25: Any = None  # a rank_bm25.BM25Okapi once loaded; rank_bm25 ships no types
 
     @property
     def cache_path(self) -> Path:
@@ -146,7 +147,7 @@ class Retriever:
 
     def search(self, query: str, k: int | None = None) -> list[Snippet]:
         """The best `k` (default top_k) documents with a positive score, best first."""
-        if self._docs is None:
+        if self._bm25 is None:
             self._load()
         tokens = tokenize(query)
         if not tokens:

@@ -17,6 +17,7 @@ import operator
 import string
 import sys
 import types
+from typing import Any
 
 from RestrictedPython.Guards import (
     guarded_iter_unpack_sequence,
@@ -258,7 +259,7 @@ class SandboxRuntime:
 
     def new_namespace(self) -> dict:
         """A fresh global namespace with its own builtins dict (grading runs tests in one)."""
-        namespace = {"__name__": "__main__"}
+        namespace: dict[str, Any] = {"__name__": "__main__"}
         namespace["__builtins__"] = self._make_builtins(self._sink, namespace)
         self.namespaces.append(namespace)
         return namespace
@@ -319,7 +320,7 @@ class SandboxRuntime:
                 def __subclasscheck__(cls, sub):
                     return issubclass(sub, real)
 
-            class guarded(metaclass=_Check):
+            class _Guarded(metaclass=_Check):
                 def __new__(cls, *args, **kwargs):
                     if len(args) != 3:
                         raise TypeError(f"{real.__name__}() takes 3 arguments in the sandbox")
@@ -331,8 +332,8 @@ class SandboxRuntime:
                     factory._registry.add(cls_)
                     return cls_
 
-            guarded.__name__ = guarded.__qualname__ = real.__name__
-            self._guarded_metaclasses[id(meta)] = guarded
+            _Guarded.__name__ = _Guarded.__qualname__ = real.__name__
+            guarded = self._guarded_metaclasses[id(meta)] = _Guarded
         return guarded
 
     def _wrap_module_value(self, value):

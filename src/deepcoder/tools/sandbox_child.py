@@ -133,7 +133,8 @@ def execute_graded(runtime: SandboxRuntime, program: str, tests: str, entry_poin
 def names_used_but_not_defined(source: str, builtin_names) -> list[str]:
     """Global names `source` reads but never binds, other than builtins and `_` names."""
     tree = ast.parse(source)
-    loaded, bound = set(), set()
+    loaded: set[str] = set()
+    bound: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Name):
             (loaded if isinstance(node.ctx, ast.Load) else bound).add(node.id)

@@ -108,6 +108,7 @@ class TrajectoryTable(L.Callback):
             return
         import wandb
 
+        from deepcoder.records.schema import as_record
         from deepcoder.records.trajectories import load_trajectories
         from deepcoder.spans.view import render_tokens, to_html
 
@@ -115,7 +116,7 @@ class TrajectoryTable(L.Callback):
         columns = ["trajectory_id", "problem_id", "passed", *(f"tokens_{span}" for span in SPAN_NAMES), "spans"]
         rows = []
         for _, record in load_trajectories(data.path, data.only_passed)[: self.n]:
-            tokens = render_tokens(data.tokenizer, record, data.span, data.mask_steps)
+            tokens = render_tokens(data.tokenizer, as_record(record), data.span, data.mask_steps)
             counts = [sum(1 for t in tokens if t.span == span) for span in SPAN_NAMES]
             rows.append(
                 [
@@ -150,7 +151,12 @@ class ResumableRNG(L.Callback):
         self._pending: dict[str, Any] | None = None
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
-        name, keys, position, has_gauss, gauss = np.random.get_state()  # plain types: weights_only loading
+        state = np.random.get_state(legacy=True)
+        if not isinstance(state, tuple):  # only a non-MT19937 global generator gives a dict
+            raise TypeError(
+                f"numpy's global generator is {state['bit_generator']}: RngStateCallback saves MT19937 only"
+            )
+        name, keys, position, has_gauss, gauss = state  # plain types: weights_only loading
         checkpoint[self.KEY] = {
             "python": random.getstate(),
             "numpy": (name, keys.tolist(), position, has_gauss, gauss),
@@ -177,7 +183,7 @@ class ResumableRNG(L.Callback):
 
 def trajectory_source(trainer: L.Trainer) -> Any:
     """The datamodule the trajectories come from (its path, tokenizer, span strategy and filter)."""
-    data = trainer.datamodule
+    data = getattr(trainer, "datamodule", None)  # set by Lightning at fit time, not declared on Trainer
     if data is None or not all(hasattr(data, key) for key in ("path", "tokenizer", "span", "only_passed")):
         raise TypeError("TrajectoryTable needs the TrajectoryDataModule (trainer.fit(..., datamodule=...))")
     return data

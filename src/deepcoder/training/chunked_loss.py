@@ -96,17 +96,19 @@ def _chunk_loss(
     with torch.enable_grad():
         z = logits.detach().requires_grad_(settings.needs_grad)
         ce, div = token_losses(z, labels, teacher_logits, teacher_topk, settings.divergence)
+        if div is None:
+            raise RuntimeError("token_losses gave no divergence although a teacher was passed")
         div = torch.where(ce_only, ce, div)
         total = (mix(ce, div, settings.divergence.ce_weight) * token_weights).sum()
-    grad = torch.autograd.grad(total, z)[0] if settings.needs_grad else None
-    return total.detach(), ce.detach(), None if div is None else div.detach(), grad
+    z_grad = torch.autograd.grad(total, z)[0] if settings.needs_grad else None
+    return total.detach(), ce.detach(), div.detach(), z_grad
 
 
 class _ChunkedProjectionLoss(torch.autograd.Function):
     """``Σ_t w_t·ℓ_t`` over chunks of ``hidden @ weight.T + bias``; gradients computed in forward."""
 
     @staticmethod
-    def forward(ctx, hidden, weight, bias, labels, token_weights, ce_only, teacher, settings):  # type: ignore[override]
+    def forward(ctx, hidden, weight, bias, labels, token_weights, ce_only, teacher, settings):
         needs = settings.needs_grad
         grad_hidden = torch.zeros_like(hidden) if needs and ctx.needs_input_grad[0] else None
         low_precision = weight.dtype in (torch.float16, torch.bfloat16)
@@ -164,7 +166,7 @@ class _ChunkedProjectionLoss(torch.autograd.Function):
         return total, ce_all, correct_all, div_all
 
     @staticmethod
-    def backward(ctx, grad_total, *unused):  # type: ignore[override]
+    def backward(ctx, grad_total, *unused):
         if ctx.grads is None:
             raise RuntimeError("the chunked loss computes its gradients once: backward twice is not supported")
         grads, ctx.grads = ctx.grads, None

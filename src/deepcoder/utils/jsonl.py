@@ -6,7 +6,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +80,7 @@ class JsonlAppender:
         self._handle = self.path.open("a", encoding="utf-8")
         self._lock = threading.Lock()
 
-    def append(self, record: dict[str, Any]) -> None:
+    def append(self, record: Mapping[str, Any]) -> None:
         line = json.dumps(record, ensure_ascii=False) + "\n"
         with self._lock:
             self._handle.write(line)
@@ -102,7 +102,7 @@ def write_json(path: str | Path, obj: Any) -> None:
     replace_atomically(path, json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
 
 
-def write_jsonl(records: list[dict[str, Any]], path: str | Path) -> None:
+def write_jsonl(records: Sequence[Mapping[str, Any]], path: str | Path) -> None:
     """Write a whole JSONL file atomically."""
     replace_atomically(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
 
