@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from deepcoder.generation.progress import RunStats
+from deepcoder.records.schema import TrajectoryRecord
 from deepcoder.utils.console import console
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ class EvaluationProgress:
         )
         self._task = self._bar.add_task("evaluate", total=total, passed=0)
 
-    def add(self, record: dict[str, Any]) -> None:
+    def add(self, record: TrajectoryRecord) -> None:
         self.stats.add(record)
         self._bar.update(self._task, advance=1, passed=self.stats.passed)
         now = time.perf_counter()

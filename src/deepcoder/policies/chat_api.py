@@ -241,8 +241,8 @@ class ChatAPITeacher:
             "stop": self.stop,
             **self._request_options(),
         }
-        options = {self._renamed.get(key, key): value for key, value in options.items()}
-        return {key: value for key, value in options.items() if key is not None and value is not None}
+        renamed = {self._renamed.get(key, key): value for key, value in options.items()}
+        return {key: value for key, value in renamed.items() if key is not None and value is not None}
 
     def _adapt_to(self, exc: Any) -> bool:
         """Whether a 400 named a parameter this model does not take and the request can do without it."""

@@ -48,17 +48,13 @@ def compare(
     if rows:
         figures["pass_at_k"] = plots.pass_at_k(rows, out / "pass_at_k.png")
         figures["failures"] = plots.failure_categories(rows, out / "failures.png")
-    result = {
-        "rows": [
-            _strict_json({**row, "metrics": {k: dataclasses.asdict(v) for k, v in row["metrics"].items()}})
-            for row in rows
-        ],
-        "figures": {name: str(path) for name, path in figures.items() if path is not None},
-        "seed": seed,
-        "n_resamples": n_resamples,
-    }
+    json_rows = [
+        _strict_json({**row, "metrics": {k: dataclasses.asdict(v) for k, v in row["metrics"].items()}}) for row in rows
+    ]
+    figure_paths = {name: str(path) for name, path in figures.items() if path is not None}
+    result = {"rows": json_rows, "figures": figure_paths, "seed": seed, "n_resamples": n_resamples}
     write_json(out / "comparison.json", result)
-    log_to_wandb(result["rows"], result["figures"], out, wandb_project)
+    log_to_wandb(json_rows, figure_paths, out, wandb_project)
     return {**result, "table": table}
 
 
@@ -79,8 +75,15 @@ def log_to_wandb(rows: list[dict[str, Any]], figures: dict[str, str], out: Path,
     import wandb
 
     run = wandb.run if active else wandb.init(project=project, job_type="compare", dir=str(out))
+    if run is None:
+        raise RuntimeError("W&B gave no run to log the comparison to")
     metrics = sorted({key for row in rows for key in row["metrics"]})
-    columns = ["run", "n", "samples", *(f"{m}{part}" for m in metrics for part in ("", "_low", "_high"))]
+    columns: list[str | int] = [
+        "run",
+        "n",
+        "samples",
+        *(f"{m}{part}" for m in metrics for part in ("", "_low", "_high")),
+    ]
     data = [
         [
             row["label"],

@@ -21,6 +21,7 @@ from deepcoder.evaluation.episodes import EpisodeStore, complete_problems
 from deepcoder.evaluation.progress import EvaluationProgress
 from deepcoder.evaluation.sampling import EpisodePolicy, derive_seed
 from deepcoder.records.metrics import aggregate, episode_stats, group_by_problem, summarize_by
+from deepcoder.records.schema import as_record
 from deepcoder.run.checks import check_evaluate, check_problems
 from deepcoder.utils.console import print_metrics
 from deepcoder.utils.jsonl import JsonlAppender, save_config, write_json
@@ -147,7 +148,7 @@ def _run_episodes(
                 record["metrics"] = episode_stats(record, count)
                 out.append(record)
                 store.done[(problem.id, sample)] = record
-                progress.add(record)
+                progress.add(as_record(record))
     records = [store.done[key] for key in keys if key in store.done]
     for record in records:  # resumed episodes are measured the same way as this run's
         record["metrics"] = episode_stats(record, count)
