@@ -15,8 +15,8 @@ Problem ``index`` of a split is drawn from its own RNG seeded by ``(seed, split,
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
-from functools import cache
+from dataclasses import dataclass, replace
+from functools import cache, cached_property
 from typing import Any
 
 from deepcoder.problems.problem import Problem
@@ -41,14 +41,36 @@ N_TESTS = 6
 
 @dataclass(frozen=True)
 class Synthetic:
-    """One composed problem: its parts, constants and test inputs, and the Problem built from them."""
+    """One composed problem: its parts, constants, phrasing and test inputs; ``problem`` is its text."""
 
+    id: str
     container: Container
     modifier: Modifier
     operation: Operation
     consts: dict[str, Any]
-    inputs: tuple[Any, ...]  # the first two are the docstring's examples
-    problem: Problem
+    phrasing: tuple[int, int, int]  # which phrase of (operation, modifier, container) the docstring uses
+    inputs: tuple[Any, ...] = ()  # the first two are the docstring's examples
+
+    @cached_property
+    def problem(self) -> Problem:
+        """The HumanEval-format problem: signature + docstring, ``check`` tests, the reference solution."""
+        box, mod, op = self.container, self.modifier, self.operation
+        name = f"{op.id}_{mod.word}"
+        signature = f"def {name}({box.name}: {box.annotation}) -> {op.returns.format(t=ANNOTATIONS[mod.result])}:\n"
+        examples = "".join(f"    >>> {name}({value!r})\n    {self.trace(value)[2]!r}\n" for value in self.inputs[:2])
+        step = f"x for x in items if {self.condition()}" if mod.kind == "keep" else f"{self.condition()} for x in items"
+        body = f"    items = {box.access}\n    values = [{step}]\n    return {self.returned()}\n"
+        asserts = "".join(f"    assert candidate({value!r}) == {self.trace(value)[2]!r}\n" for value in self.inputs)
+        return Problem(
+            id=self.id,
+            prompt=f'{signature}    """{self.statement(self.phrasing)}\n{examples}    """\n',
+            entry_point=name,
+            tests=f"def check(candidate):\n{asserts}",
+            reference_solution=signature + body,
+            category=box.name,
+            difficulty=("easy", "medium", "hard")[len({mod.const, op.const} - {None})],
+            source="synthetic",
+        )
 
     def trace(self, value: Any) -> tuple[list, list, Any]:
         """(items, values, result) of the reference computation on ``value``: the meaning of the parts."""
@@ -115,41 +137,17 @@ def build(split: str, seed: int, index: int) -> Synthetic:
         rng.randrange(len(modifier.phrases)),
         rng.randrange(len(container.sources)),
     )
-    inputs = _inputs(rng, container, modifier, operation, consts)
-    name = f"{operation.id}_{modifier.word}"
-    returns = operation.returns.format(t=ANNOTATIONS[modifier.result])
-    draft = Synthetic(container, modifier, operation, consts, inputs, problem=None)  # type: ignore[arg-type]
-    signature = f"def {name}({container.name}: {container.annotation}) -> {returns}:\n"
-    examples = "".join(f"    >>> {name}({value!r})\n    {draft.trace(value)[2]!r}\n" for value in inputs[:2])
-    prompt = f'{signature}    """{draft.statement(phrasing)}\n{examples}    """\n'
-    body = f"    items = {container.access}\n"
-    if modifier.kind == "keep":
-        body += f"    values = [x for x in items if {draft.condition()}]\n"
-    else:
-        body += f"    values = [{draft.condition()} for x in items]\n"
-    body += f"    return {draft.returned()}\n"
-    asserts = "".join(f"    assert candidate({value!r}) == {draft.trace(value)[2]!r}\n" for value in inputs)
-    problem = Problem(
-        id=f"synthetic/{split}/{seed}/{index}",
-        prompt=prompt,
-        entry_point=name,
-        tests=f"def check(candidate):\n{asserts}",
-        reference_solution=signature + body,
-        category=container.name,
-        difficulty=("easy", "medium", "hard")[len({modifier.const, operation.const} - {None})],
-        source="synthetic",
-    )
-    return Synthetic(container, modifier, operation, consts, inputs, problem)
+    parts = Synthetic(f"synthetic/{split}/{seed}/{index}", container, modifier, operation, consts, phrasing)
+    return replace(parts, inputs=_inputs(rng, parts))
 
 
-def _inputs(rng: random.Random, container: Container, modifier: Modifier, operation: Operation, consts) -> tuple:
+def _inputs(rng: random.Random, parts: Synthetic) -> tuple:
     """Two docstring examples whose answer is informative (not None, something kept), then the empty
     container and random inputs."""
-    probe = Synthetic(container, modifier, operation, consts, (), problem=None)  # type: ignore[arg-type]
-    candidates = [container.make(rng) for _ in range(12)]
-    informative = [v for v in candidates if probe.trace(v)[1] and probe.trace(v)[2] is not None]
-    examples = (informative + [v for v in candidates if probe.trace(v)[2] is not None])[:2]
-    empty = type(container.make(rng))()
+    candidates = [parts.container.make(rng) for _ in range(12)]
+    informative = [v for v in candidates if parts.trace(v)[1] and parts.trace(v)[2] is not None]
+    examples = (informative + [v for v in candidates if parts.trace(v)[2] is not None])[:2]
+    empty = type(parts.container.make(rng))()
     rest = [v for v in candidates if v not in examples][: N_TESTS - 3]
     return (*examples, empty, *rest)
 
