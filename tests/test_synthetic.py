@@ -86,7 +86,7 @@ def test_load_problems_source_synthetic_and_its_errors():
     assert build("train", 0, 3).problem.id == "synthetic/train/0/3"
 
 
-def test_the_reference_teacher_plans_and_checks_by_hand_on_synthetic_problems_only():
+def test_the_reference_teacher_plans_on_synthetic_problems_only():
     from deepcoder.agent.factory import build_agent
     from deepcoder.policies import ReferenceTeacher
 
@@ -97,6 +97,5 @@ def test_the_reference_teacher_plans_and_checks_by_hand_on_synthetic_problems_on
         assert record["passed"] is True, problem.id
         step = "keep each x where" if built.modifier.kind == "keep" else "map each x to"
         assert built.statement()[1:] in thought and f"{step} {built.condition()}," in thought
-        assert f"so the result is {built.trace(built.inputs[0])[2]!r}." in thought
     sample = load_problems("sample")[0]
     assert agent.run(teacher, sample)["steps"][0]["thought"].startswith(f"I need to implement `{sample.entry_point}`")

@@ -3,9 +3,9 @@
 It is not a language model: it writes the turns a careful agent would write around a problem's
 reference solution — state the task, run the solution on the docstring's examples, read the
 Observation, compare it with the expected values, give the final answer. On synthetic problems
-it also plans one step per part and works an example through by hand (reference_plans.py). Its turns go through
-the same agent loop, parser and sandbox as a real teacher's, so the whole pipeline runs with no
-network and no key, and every ``passed`` is still measured by the tests.
+it also restates the task in canonical words and plans one step per part (reference_plans.py).
+Its turns go through the same agent loop, parser and sandbox as a real teacher's, so the whole
+pipeline runs with no network and no key, and every ``passed`` is still measured by the tests.
 """
 
 from __future__ import annotations

@@ -105,7 +105,7 @@ class Operation:
 
 
 def _ints(rng: random.Random) -> list[int]:
-    return [rng.randint(-9, 12) for _ in range(rng.randint(3, 6))]
+    return [rng.randint(-9, 9) for _ in range(rng.randint(3, 5))]
 
 
 def _word(rng: random.Random) -> str:
@@ -115,7 +115,7 @@ def _word(rng: random.Random) -> str:
 
 def _chars(rng: random.Random) -> str:
     pool = "abcdeiouxyzAEBTK0123 "
-    return "".join(rng.choice(pool) for _ in range(rng.randint(4, 9)))
+    return "".join(rng.choice(pool) for _ in range(rng.randint(4, 7)))
 
 
 CONTAINERS = (
@@ -137,7 +137,7 @@ CONTAINERS = (
         "words",
         "words",
         ("words", "the list words"),
-        lambda rng: [_word(rng) for _ in range(rng.randint(3, 5))],
+        lambda rng: [_word(rng) for _ in range(rng.randint(3, 4))],
         list,
     ),
     Container(
@@ -147,7 +147,7 @@ CONTAINERS = (
         "sentence.split()",
         "words",
         ("sentence", "the string sentence"),
-        lambda rng: " ".join(_word(rng) for _ in range(rng.randint(3, 5))),
+        lambda rng: " ".join(_word(rng) for _ in range(rng.randint(3, 4))),
         str.split,
     ),
     Container("text", CHAR, "str", "text", "characters", ("text", "the string text"), _chars, list),
