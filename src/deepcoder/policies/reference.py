@@ -37,15 +37,19 @@ class ReferenceTeacher:
 
     def complete(self, messages: Sequence[Message], *, problem: Problem) -> Completion:
         start = time.perf_counter()
-        if not problem.reference_solution:
+        solution = problem.reference_solution
+        if not solution:
             raise ValueError(f"{problem.id}: the reference teacher needs a reference_solution")
         turn = sum(1 for m in messages if m["role"] == "assistant")
-        text = self._first_turn(problem) if turn == 0 else self._final_turn(problem, messages[-1]["content"])
+        if turn == 0:
+            text = self._first_turn(problem, solution.strip())
+        else:
+            text = self._final_turn(problem, solution.strip(), messages[-1]["content"])
         prompt_tokens = sum(count_words(m["content"]) for m in messages)
         return Completion(text, prompt_tokens, count_words(text), time.perf_counter() - start)
 
     @staticmethod
-    def _first_turn(problem: Problem) -> str:
+    def _first_turn(problem: Problem, solution: str) -> str:
         calls = [_without_comments(ex.source) for ex in doctest_examples(problem)]
         if calls:
             checks = "\n".join(f"print(repr({call}))" for call in calls)
@@ -53,12 +57,12 @@ class ReferenceTeacher:
         else:
             checks = 'print("defined")'
             plan = "The docstring has no examples, so I will check that the program runs."
-        code = f"{problem.reference_solution.strip()}\n\n{checks}"
+        code = f"{solution}\n\n{checks}"
         task = synthetic_thought(problem) or f"I need to implement `{problem.entry_point}`: {_summary(problem)}"
         return f"Thought: {task} {plan}\nAction: python\nAction Input:\n```python\n{code}\n```"
 
     @staticmethod
-    def _final_turn(problem: Problem, observation: str) -> str:
+    def _final_turn(problem: Problem, solution: str, observation: str) -> str:
         wants = [ex.want.strip() for ex in doctest_examples(problem)]
         got = observation.removeprefix(OBSERVATION_PREFIX).strip().splitlines()
         if not wants:
@@ -67,10 +71,7 @@ class ReferenceTeacher:
             verdict = f"All {len(wants)} outputs match the expected values."
         else:
             verdict = "Some outputs differ from the docstring, but this is the reference solution."
-        return (
-            f"Thought: {verdict} The function is complete.\n"
-            f"Final Answer:\n```python\n{problem.reference_solution.strip()}\n```"
-        )
+        return f"Thought: {verdict} The function is complete.\nFinal Answer:\n```python\n{solution}\n```"
 
 
 def _without_comments(source: str) -> str:
