@@ -18,15 +18,24 @@ from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from omegaconf import DictConfig
 
+from deepcoder.run.resolvers import register_resolvers
 from deepcoder.training.callbacks import finish_wandb_runs
 from deepcoder.training.distill_teacher import build_teacher
+from deepcoder.training.hardware import resolve_trainer
 from deepcoder.training.module import DistillationModule
+from deepcoder.training.precision import check_precision, fp32_master_weights
+from deepcoder.training.sharding import check_strategy
 from deepcoder.utils.console import print_metrics
 from deepcoder.utils.jsonl import save_config, write_json
+
+register_resolvers()
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     started = time.perf_counter()
+    trainer_cfg = resolve_trainer(cfg.trainer)  # trainer=auto: GPU + bf16-mixed or CPU fp32 (first log line)
+    check_strategy(trainer_cfg)
+    precision = check_precision(trainer_cfg.precision, bool(cfg.get("low_precision_weights", False)))
     L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.output_dir)
     if rank_zero_only.rank == 0:
@@ -34,6 +43,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     spec = instantiate(cfg.model)
     model, tokenizer = spec.load(seed=cfg.seed)
     student = spec.for_training(model, seed=cfg.seed)  # activation checkpointing, LoRA
+    fp32_master_weights(student.model, precision)
     loss = instantiate(cfg.loss)
     teacher = build_teacher(loss, model, tokenizer, getattr(spec, "name", ""), cfg.data.trajectories)
     datamodule = instantiate(
@@ -53,7 +63,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     checkpointing = any(isinstance(c, ModelCheckpoint) for c in callbacks)
     trainer = instantiate(
-        cfg.trainer,
+        trainer_cfg,
         logger=loggers or False,
         callbacks=callbacks,
         enable_checkpointing=checkpointing,
@@ -69,6 +79,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     metrics = {
         "model": getattr(spec, "name", type(spec).__name__),
         "loss": loss.name,
+        "trainer": {"accelerator": trainer_cfg.accelerator, "precision": precision},
         "steps": trainer.global_step,
         **datamodule.stats(),
         "start": _window_mean(module.history, first=True),

@@ -12,6 +12,7 @@ from deepcoder.core.names import SPAN_INDEX, TRAINED_SPANS
 from deepcoder.losses import SpanLoss, TopKLogprobs
 from deepcoder.training.chunked_loss import ChunkedLoss, TeacherHead, chunked_span_loss
 from deepcoder.training.distill_teacher import FrozenTeacher
+from deepcoder.training.sharding import engine_divides_by_accumulation, loss_scale
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "position_ids")  # packed batches carry position_ids
 
@@ -36,7 +37,9 @@ class DistillationModule(L.LightningModule):
     Exact accumulation and DDP: a training batch's ``window_tokens`` is the supervised-token count
     of its whole accumulation window over all ranks, the loss's one normaliser. Lightning divides
     each micro-batch loss by ``accumulate_grad_batches`` and DDP averages gradients over
-    ``world_size`` ranks; the loss is multiplied by both, so a step equals one big batch's.
+    ``world_size`` ranks; the loss is multiplied by both, so a step equals one big batch's (under
+    DeepSpeed, whose engine divides by the accumulation steps again, by that too; ZeRO-3 is
+    refused at start: see :mod:`deepcoder.training.sharding`).
     """
 
     def __init__(
@@ -85,8 +88,14 @@ class DistillationModule(L.LightningModule):
             ce_weight=self.loss.ce_weight,
         )
         # The window count normalises the whole window on every rank: undo Lightning's division
-        # by accumulate_grad_batches and DDP's gradient averaging, so the step is exact.
-        scale = self.trainer.accumulate_grad_batches * self.trainer.world_size if window is not None else 1
+        # by accumulate_grad_batches, DDP's gradient averaging (and DeepSpeed's second division).
+        trainer = self.trainer
+        scale = loss_scale(
+            trainer.accumulate_grad_batches,
+            trainer.world_size,
+            window is not None,
+            engine_divides_by_accumulation(trainer.strategy),
+        )
         local_tokens = result.span_ids.numel()
         own_sum = result.loss.detach() * (window if window is not None else max(local_tokens, 1))
         sums = {"loss": (own_sum, local_tokens), **self._metric_sums(result)}
