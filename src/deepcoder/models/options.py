@@ -1,11 +1,11 @@
 """Training options every ``model=`` spec shares: activation checkpointing and a LoRA adapter.
 
-``model.max_new_tokens`` is the turn length evaluation generates with (written into the saved
-student's ``generation_config.json``). ``model.gradient_checkpointing`` recomputes layer activations in the backward pass;
+``model.gradient_checkpointing`` recomputes layer activations in the backward pass;
 ``model.lora`` (``true`` or ``{r: 16, alpha: 32, dropout: 0.05, target_modules: [...]}``) wraps the
 model in a ``peft`` LoRA adapter with the base weights frozen. ``for_training`` applies them; the
 saved student always has the adapter merged into its weights, so ``student/`` loads with
-``AutoModelForCausalLM`` alone.
+``AutoModelForCausalLM`` alone. ``model.max_new_tokens`` is the turn length evaluation generates
+with, written into the saved student's ``generation_config.json``.
 """
 
 from __future__ import annotations
