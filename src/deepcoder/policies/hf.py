@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -125,9 +126,9 @@ class HFPolicy:
             torch.manual_seed(self.seed if seed is None else seed)
             # A complete generation_config: the checkpoint's own generation_config.json fills only
             # values left unset, and here none are (see deepcoder.policies.decoding).
-            output = lm.generate(
-                **inputs, generation_config=self._generation_config, num_return_sequences=n, tokenizer=tokenizer
-            )
+            config = copy.deepcopy(self._generation_config)
+            config.num_return_sequences = n
+            output = lm.generate(**inputs, generation_config=config, tokenizer=tokenizer)
         prompt_tokens = int(inputs["input_ids"].shape[1])
         latency = (time.perf_counter() - start) / n
         completions = []
