@@ -90,16 +90,14 @@ class DistillationModule(L.LightningModule):
         # The window count normalises the whole window on every rank: undo Lightning's division
         # by accumulate_grad_batches, DDP's gradient averaging (and DeepSpeed's second division).
         trainer = self._trainer  # None when the step runs outside a Trainer (benchmarks)
-        scale = (
-            1
-            if trainer is None
-            else loss_scale(
+        scale = 1
+        if trainer is not None and stage == "train":
+            scale = loss_scale(
                 trainer.accumulate_grad_batches,
                 trainer.world_size,
                 window is not None,
-                engine_divides_by_accumulation(trainer.strategy),
+                engine_divides_by_accumulation(getattr(trainer, "strategy", None)),
             )
-        )
         local_tokens = result.span_ids.numel()
         own_sum = result.loss.detach() * (window if window is not None else max(local_tokens, 1))
         sums = {"loss": (own_sum, local_tokens), **self._metric_sums(result)}
