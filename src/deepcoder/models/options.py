@@ -4,7 +4,8 @@
 ``model.lora`` (``true`` or ``{r: 16, alpha: 32, dropout: 0.05, target_modules: [...]}``) wraps the
 model in a ``peft`` LoRA adapter with the base weights frozen. ``for_training`` applies them; the
 saved student always has the adapter merged into its weights, so ``student/`` loads with
-``AutoModelForCausalLM`` alone.
+``AutoModelForCausalLM`` alone. ``model.max_new_tokens`` is the turn length evaluation generates
+with, written into the saved student's ``generation_config.json``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from typing import Any
 
 import torch
 from transformers import PreTrainedTokenizerFast
+
+from deepcoder.policies.decoding import Decoding
 
 QWEN2_LINEAR_LAYERS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -66,11 +69,15 @@ class TrainableStudent:
 
     model: torch.nn.Module
     adapter: Any = None  # peft.PeftModel around ``model``, or None without LoRA
+    max_new_tokens: int = 512
 
     def save_pretrained(self, directory: str | Path, tokenizer: PreTrainedTokenizerFast) -> None:
         """A plain Hugging Face checkpoint: the LoRA adapter is merged into the weights first
-        (this ends training with the adapter: the layers are replaced in place)."""
+        (this ends training with the adapter: the layers are replaced in place). Its
+        ``generation_config.json`` is the evaluation's: greedy, no penalties, ``max_new_tokens``,
+        ending at the turn terminator; nothing of the base checkpoint's sampling settings is kept."""
         model = self.adapter.merge_and_unload() if self.adapter is not None else self.model
+        model.generation_config = Decoding(max_new_tokens=self.max_new_tokens).generation_config(tokenizer, stop=False)
         model.save_pretrained(directory)
         tokenizer.save_pretrained(directory)
 
@@ -81,6 +88,7 @@ class TrainingOptions:
 
     gradient_checkpointing: bool = False
     lora: Any = None
+    max_new_tokens: int = 512  # evaluation's turn length, saved in the student's generation_config
 
     def for_training(self, model: torch.nn.Module, seed: int = 0) -> TrainableStudent:
         """Switch on activation checkpointing and wrap the model with a seeded LoRA adapter."""
@@ -93,10 +101,10 @@ class TrainingOptions:
             else:
                 model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         if lora is None:
-            return TrainableStudent(model)
+            return TrainableStudent(model, max_new_tokens=self.max_new_tokens)
         from peft import get_peft_model
 
         with torch.random.fork_rng():
             torch.manual_seed(seed)
             adapter = get_peft_model(model, lora.peft_config())
-        return TrainableStudent(adapter.get_base_model(), adapter)
+        return TrainableStudent(adapter.get_base_model(), adapter, self.max_new_tokens)

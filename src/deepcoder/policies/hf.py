@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -10,6 +11,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 
 from deepcoder.policies.base import Completion, Message
+from deepcoder.policies.decoding import LINE_START_OBSERVATION, Decoding
+from deepcoder.policies.turn_end import check_eos_is_turn_end, set_eos_token
 
 if TYPE_CHECKING:
     from deepcoder.problems import Problem
@@ -17,7 +20,12 @@ if TYPE_CHECKING:
 
 class HFPolicy:
     """Greedy (``temperature=0``) or sampled generation with the KV cache, stopping at the end of
-    the assistant turn or at a hallucinated ``Observation:``.
+    the assistant turn or at a hallucinated ``Observation:`` that starts a line (the parser's rule).
+
+    Every decoding parameter is explicit (:class:`~deepcoder.policies.decoding.Decoding`): nothing
+    is inherited from the checkpoint's ``generation_config.json`` except, when ``max_new_tokens`` is
+    null, the length ``train.py`` saved there from the model config. A tokenizer whose eos is not
+    the chat template's end-of-turn token is refused (``eos_token`` maps it).
 
     The prompt is rendered with the same chat template as the training data, plus the generation
     prompt, so the student continues exactly where its training targets began. Sampling is seeded
@@ -31,10 +39,13 @@ class HFPolicy:
     def __init__(
         self,
         model: str | None,
-        max_new_tokens: int = 512,
+        max_new_tokens: int | None = None,
         temperature: float = 0.0,
         top_p: float = 1.0,
-        stop: Sequence[str] = ("Observation:",),
+        top_k: int = 0,
+        repetition_penalty: float = 1.0,
+        stop: Sequence[str] = (LINE_START_OBSERVATION,),
+        eos_token: str | None = None,
         device: str = "auto",
         seed: int = 0,
         lm: torch.nn.Module | None = None,
@@ -48,14 +59,37 @@ class HFPolicy:
         if temperature < 0:
             raise ValueError(f"policy.temperature must be >= 0, got {temperature}")
         self.model = str(model)
-        self.max_new_tokens, self.temperature, self.top_p = max_new_tokens, temperature, top_p
-        self.stop, self.seed = list(stop), seed
+        self.seed = seed
         self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
         self.fingerprint = None
         if lm is None:  # load now, so a wrong path fails before any episode runs
             tokenizer = AutoTokenizer.from_pretrained(self.model)
             lm = AutoModelForCausalLM.from_pretrained(self.model)
+        if eos_token is not None:
+            set_eos_token(tokenizer, eos_token, "policy.eos_token")
+        check_eos_is_turn_end(tokenizer, self.model, "policy.eos_token")
+        if max_new_tokens is None:  # the student's own (train.py saves model.max_new_tokens there), else 512
+            max_new_tokens = getattr(lm.generation_config, "max_new_tokens", None) or 512
+        self.decoding = Decoding(int(max_new_tokens), temperature, top_p, top_k, repetition_penalty, tuple(stop))
         self._lm, self._tokenizer = lm.to(self.device).eval(), tokenizer
+        self._generation_config = self.decoding.generation_config(tokenizer)
+
+    @property
+    def max_new_tokens(self) -> int:
+        return self.decoding.max_new_tokens
+
+    @property
+    def temperature(self) -> float:
+        return self.decoding.temperature
+
+    @property
+    def stop(self) -> list[str]:
+        return list(self.decoding.stop)
+
+    @property
+    def decoding_report(self) -> dict[str, object]:
+        """The decoding parameters, as ``report.json`` records them."""
+        return self.decoding.report(self._tokenizer)
 
     @classmethod
     def from_model(
@@ -74,7 +108,7 @@ class HFPolicy:
 
     @property
     def sampling(self) -> bool:
-        return self.temperature > 0
+        return self.decoding.sampling
 
     def complete(self, messages: Sequence[Message], *, problem: Problem, seed: int | None = None) -> Completion:
         return self.complete_batch(messages, 1, problem=problem, seed=seed)[0]
@@ -90,19 +124,11 @@ class HFPolicy:
         devices = [torch.device(self.device).index or 0] if self.device.startswith("cuda") else []
         with torch.random.fork_rng(devices=devices), torch.inference_mode():
             torch.manual_seed(self.seed if seed is None else seed)
-            output = lm.generate(
-                **inputs,
-                max_new_tokens=self.max_new_tokens,
-                do_sample=self.sampling,
-                temperature=self.temperature if self.sampling else None,
-                top_p=self.top_p if self.sampling else None,
-                top_k=None,
-                num_return_sequences=n,
-                eos_token_id=tokenizer.eos_token_id,
-                pad_token_id=tokenizer.pad_token_id,
-                stop_strings=self.stop or None,
-                tokenizer=tokenizer,
-            )
+            # A complete generation_config: the checkpoint's own generation_config.json fills only
+            # values left unset, and here none are (see deepcoder.policies.decoding).
+            config = copy.deepcopy(self._generation_config)
+            config.num_return_sequences = n
+            output = lm.generate(**inputs, generation_config=config, tokenizer=tokenizer)
         prompt_tokens = int(inputs["input_ids"].shape[1])
         latency = (time.perf_counter() - start) / n
         completions = []

@@ -73,6 +73,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             "provider": policy.provider,
             "model": policy.model,
             "temperature": getattr(policy, "temperature", None),
+            "decoding": getattr(policy, "decoding_report", None),  # every parameter, for model policies
         },
         "by_category": summarize_by(records, "category"),
         "by_difficulty": summarize_by(records, "difficulty"),

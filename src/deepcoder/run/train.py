@@ -19,16 +19,25 @@ from lightning.pytorch.callbacks import Checkpoint, LearningRateMonitor
 from omegaconf import DictConfig
 
 from deepcoder.run.checks import check_supervised, check_train
+from deepcoder.run.resolvers import register_resolvers
 from deepcoder.training.callbacks import finish_wandb_runs
 from deepcoder.training.distill_teacher import build_teacher
+from deepcoder.training.hardware import resolve_trainer
+from deepcoder.training.precision import check_precision, fp32_master_weights
 from deepcoder.training.progress import log_interval, with_progress
+from deepcoder.training.sharding import check_strategy
 from deepcoder.utils.console import print_metrics
 from deepcoder.utils.jsonl import save_config, write_json
+
+register_resolvers()
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     started = time.perf_counter()
     check_train(cfg)
+    trainer_cfg = resolve_trainer(cfg.trainer)  # trainer=auto: GPU + bf16-mixed or CPU fp32 (first log line)
+    check_strategy(trainer_cfg)
+    precision = check_precision(trainer_cfg.precision, bool(cfg.get("low_precision_weights", False)))
     L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.output_dir)
     if rank_zero_only.rank == 0:
@@ -36,6 +45,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     spec = instantiate(cfg.model)
     model, tokenizer = spec.load(seed=cfg.seed)
     student = spec.for_training(model, seed=cfg.seed)  # activation checkpointing, LoRA
+    fp32_master_weights(student.model, precision)
     loss = instantiate(cfg.loss)
     live_teacher = instantiate(cfg.distill_teacher) if cfg.get("distill_teacher") else None
     teacher = build_teacher(loss, live_teacher, model, tokenizer, getattr(spec, "name", ""), cfg.data.trajectories)
@@ -59,14 +69,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     if not loggers:  # the learning-rate monitor has nowhere to write (and Lightning would refuse)
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
-    callbacks = with_progress(callbacks, cfg.trainer)  # plain log lines when not on a terminal
+    callbacks = with_progress(callbacks, trainer_cfg)  # plain log lines when not on a terminal
     checkpointing = any(isinstance(c, Checkpoint) for c in callbacks)
     trainer = instantiate(
-        cfg.trainer,
+        trainer_cfg,
         logger=loggers or False,
         callbacks=callbacks,
         enable_checkpointing=checkpointing,
-        log_every_n_steps=log_interval(cfg.trainer),
+        log_every_n_steps=log_interval(trainer_cfg),
         default_root_dir=str(output_dir),
     )
     try:
@@ -79,6 +89,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     metrics = {
         "model": getattr(spec, "name", type(spec).__name__),
         "loss": loss.name,
+        "trainer": {"accelerator": trainer_cfg.accelerator, "precision": precision},
         "steps": trainer.global_step,
         **datamodule.stats(),
         "start": _window_mean(module.history, first=True, size=_window(module.history)),

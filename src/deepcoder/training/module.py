@@ -12,6 +12,7 @@ from deepcoder.core.names import SPAN_INDEX, TRAINED_SPANS
 from deepcoder.losses import FORWARD_KL, SpanLoss, TopKLogprobs
 from deepcoder.training.chunked_loss import ChunkedLoss, TeacherHead, chunked_span_loss
 from deepcoder.training.distill_teacher import FrozenTeacher
+from deepcoder.training.sharding import engine_divides_by_accumulation, loss_scale
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "position_ids")  # packed batches carry position_ids
 
@@ -38,7 +39,9 @@ class DistillationModule(L.LightningModule):
     accumulation window over all ranks (its supervised-token count, or with ``loss.normalize=weights``
     the sum of their weights), the loss's one normaliser. Lightning divides
     each micro-batch loss by ``accumulate_grad_batches`` and DDP averages gradients over
-    ``world_size`` ranks; the loss is multiplied by both, so a step equals one big batch's.
+    ``world_size`` ranks; the loss is multiplied by both, so a step equals one big batch's (under
+    DeepSpeed, whose engine divides by the accumulation steps again, by that too; ZeRO-3 is
+    refused at start: see :mod:`deepcoder.training.sharding`).
     """
 
     def __init__(
@@ -88,8 +91,16 @@ class DistillationModule(L.LightningModule):
             normalize=self.loss.normalize,
         )
         # The window count normalises the whole window on every rank: undo Lightning's division
-        # by accumulate_grad_batches and DDP's gradient averaging, so the step is exact.
-        scale = self.trainer.accumulate_grad_batches * self.trainer.world_size if window is not None else 1
+        # by accumulate_grad_batches, DDP's gradient averaging (and DeepSpeed's second division).
+        trainer = self._trainer  # None when the step runs outside a Trainer (benchmarks)
+        scale = 1
+        if trainer is not None and stage == "train":
+            scale = loss_scale(
+                trainer.accumulate_grad_batches,
+                trainer.world_size,
+                window is not None,
+                engine_divides_by_accumulation(getattr(trainer, "strategy", None)),
+            )
         own_norm = result.span_ids.numel() if self.loss.normalize == "tokens" else result.weight.sum()
         sums = {"loss": (result.total, own_norm), **self._metric_sums(result)}
         if stage == "val":
