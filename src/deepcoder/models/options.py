@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import PreTrainedTokenizerFast
+from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
 from deepcoder.policies.decoding import Decoding
 
@@ -67,7 +67,7 @@ class TrainableStudent:
     """What training needs: the causal LM the LightningModule trains (LoRA layers, if any, injected
     in place) and the ``peft`` wrapper that can merge them back for saving."""
 
-    model: torch.nn.Module
+    model: PreTrainedModel
     adapter: Any = None  # peft.PeftModel around ``model``, or None without LoRA
     max_new_tokens: int = 512
 
@@ -90,7 +90,7 @@ class TrainingOptions:
     lora: Any = None
     max_new_tokens: int = 512  # evaluation's turn length, saved in the student's generation_config
 
-    def for_training(self, model: torch.nn.Module, seed: int = 0) -> TrainableStudent:
+    def for_training(self, model: PreTrainedModel, seed: int = 0) -> TrainableStudent:
         """Switch on activation checkpointing and wrap the model with a seeded LoRA adapter."""
         lora = LoraOptions.parse(self.lora)
         if self.gradient_checkpointing:

@@ -1,5 +1,5 @@
 """Real checkpoints (``model=qwen-*``) by hub id or local path, or at their real widths with random
-weights (``model.random_init=true``), and loading a trained student.
+weights (``model.random_init=true``).
 
 Weights load in ``torch_dtype`` (the configs say float32: under ``bf16-mixed`` the parameters and
 AdamW state stay fp32 and only the matmuls run in bf16; see :mod:`deepcoder.training.precision`).
@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
+from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerFast
 
 from deepcoder.models.options import TrainingOptions
 from deepcoder.models.qwen import QWEN25_SIZES, build_random_qwen
+from deepcoder.models.tokenizers import load_fast_tokenizer
 from deepcoder.policies.turn_end import check_eos_is_turn_end, set_eos_token
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ class PretrainedModel(TrainingOptions):
             tokenizer = load_qwen_tokenizer()
         else:
             ensure_available(self.name_or_path, self.name or self.name_or_path)
-            tokenizer = AutoTokenizer.from_pretrained(self.name_or_path)
+            tokenizer = load_fast_tokenizer(self.name_or_path)
         if self.eos_token is not None:
             set_eos_token(tokenizer, self.eos_token, "model.eos_token")
         check_eos_is_turn_end(tokenizer, self.name or self.name_or_path, "model.eos_token")
@@ -71,12 +72,13 @@ class PretrainedModel(TrainingOptions):
             tokenizer.pad_token = tokenizer.eos_token
         return tokenizer
 
-    def load(self, seed: int = 0) -> tuple[torch.nn.Module, PreTrainedTokenizerFast]:
+    def load(self, seed: int = 0) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
         tokenizer = self.load_tokenizer()
         dtype = self.torch_dtype if self.torch_dtype == "auto" else getattr(torch, self.torch_dtype)
-        if self.random_init:
+        model: PreTrainedModel
+        if self.qwen_size is not None and self.random_init:  # (__post_init__ checked the size)
             model, _ = build_random_qwen(self.qwen_size, self.num_layers, seed=seed)
-            model = model.to(torch.float32 if dtype == "auto" else dtype)
+            torch.nn.Module.to(model, torch.float32 if self.torch_dtype == "auto" else getattr(torch, self.torch_dtype))
             log.info("model %s: Qwen2.5-%s architecture, random weights (seed %d)", self.name, self.qwen_size, seed)
         else:
             model = AutoModelForCausalLM.from_pretrained(
@@ -111,10 +113,3 @@ def ensure_available(name_or_path: str, name: str) -> None:
             f"model {name}: {name_or_path} is not in the local cache and {constants.ENDPOINT} cannot be reached "
             f"({getattr(error, 'reason', error)}); {fix}"
         ) from None
-
-
-def load_student(path: str | Path) -> tuple[torch.nn.Module, PreTrainedTokenizerFast]:
-    """A trained student saved by ``train.py`` (``DIR/student``) or any HF checkpoint."""
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path)
-    return model, tokenizer

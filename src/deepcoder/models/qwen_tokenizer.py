@@ -19,8 +19,9 @@ import shutil
 from importlib import resources
 from pathlib import Path
 
-from transformers import AutoTokenizer, PreTrainedTokenizerFast
+from transformers import PreTrainedTokenizerFast
 
+from deepcoder.models.tokenizers import load_fast_tokenizer
 from deepcoder.utils.paths import cache_dir
 
 QWEN_TOKENIZER_VERSION = 1  # bump when the built files change, so caches are rebuilt
@@ -246,4 +247,4 @@ def qwen_tokenizer_dir() -> Path:
 
 def load_qwen_tokenizer() -> PreTrainedTokenizerFast:
     """Qwen2.5-Instruct's tokenizer (chat template included), loaded as the hub copy would be."""
-    return AutoTokenizer.from_pretrained(qwen_tokenizer_dir())
+    return load_fast_tokenizer(qwen_tokenizer_dir())

@@ -12,9 +12,10 @@ import logging
 from dataclasses import dataclass
 
 import torch
-from transformers import AutoTokenizer, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
 from deepcoder.models.options import TrainingOptions
+from deepcoder.models.tokenizers import load_fast_tokenizer
 from deepcoder.utils.paths import cache_dir
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ def build_tiny_tokenizer(vocab_size: int = 4096) -> PreTrainedTokenizerFast:
     digest = hashlib.sha256("\x00".join(corpus).encode()).hexdigest()[:12]
     path = cache_dir("tokenizers") / f"tiny-v{TOKENIZER_VERSION}-{vocab_size}-{digest}"
     if (path / "tokenizer.json").exists():
-        return AutoTokenizer.from_pretrained(path)
+        return load_fast_tokenizer(path)
     tokenizer = Tokenizer(models.BPE())
     # Exactly Qwen2's pipeline: a saved student reloads as ``Qwen2Tokenizer`` (its config says
     # qwen2), which rebuilds these parts; any difference would change token ids at inference.
@@ -98,7 +99,7 @@ def build_tiny_tokenizer(vocab_size: int = 4096) -> PreTrainedTokenizerFast:
     fast.save_pretrained(tmp)
     tmp.rename(path)  # atomic publish: a concurrent or killed build never leaves half a tokenizer
     log.info("trained tiny tokenizer (%d tokens) at %s", len(fast), path)
-    return AutoTokenizer.from_pretrained(path)
+    return load_fast_tokenizer(path)
 
 
 @dataclass

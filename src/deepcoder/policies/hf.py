@@ -5,10 +5,10 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationMixin, PreTrainedModel, PreTrainedTokenizerBase
 
 from deepcoder.policies.base import Completion, Message
 from deepcoder.policies.decoding import LINE_START_OBSERVATION, Decoding
@@ -48,7 +48,7 @@ class HFPolicy:
         eos_token: str | None = None,
         device: str = "auto",
         seed: int = 0,
-        lm: torch.nn.Module | None = None,
+        lm: PreTrainedModel | None = None,
         tokenizer: PreTrainedTokenizerBase | None = None,
     ) -> None:
         if not model:
@@ -65,13 +65,17 @@ class HFPolicy:
         if lm is None:  # load now, so a wrong path fails before any episode runs
             tokenizer = AutoTokenizer.from_pretrained(self.model)
             lm = AutoModelForCausalLM.from_pretrained(self.model)
+        if tokenizer is None:
+            raise ValueError("HFPolicy: a model given in memory (lm=) needs its tokenizer= too")
         if eos_token is not None:
             set_eos_token(tokenizer, eos_token, "policy.eos_token")
         check_eos_is_turn_end(tokenizer, self.model, "policy.eos_token")
         if max_new_tokens is None:  # the student's own (train.py saves model.max_new_tokens there), else 512
             max_new_tokens = getattr(lm.generation_config, "max_new_tokens", None) or 512
         self.decoding = Decoding(int(max_new_tokens), temperature, top_p, top_k, repetition_penalty, tuple(stop))
-        self._lm, self._tokenizer = lm.to(self.device).eval(), tokenizer
+        torch.nn.Module.to(lm, self.device)  # in place (PreTrainedModel.to's wrapper hides its signature)
+        self._lm: PreTrainedModel = lm.eval()
+        self._tokenizer: PreTrainedTokenizerBase = tokenizer
         self._generation_config = self.decoding.generation_config(tokenizer)
 
     @property
@@ -93,13 +97,13 @@ class HFPolicy:
 
     @classmethod
     def from_model(
-        cls, lm: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, name: str = "in-memory", **kwargs: object
+        cls, lm: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, name: str = "in-memory", **kwargs: Any
     ) -> HFPolicy:
         """Wrap an already loaded model (tests, or evaluation right after training)."""
         return cls(name, device=str(next(lm.parameters()).device), lm=lm, tokenizer=tokenizer, **kwargs)
 
     @property
-    def lm(self) -> torch.nn.Module:
+    def lm(self) -> PreTrainedModel:
         return self._lm
 
     @property
@@ -128,7 +132,8 @@ class HFPolicy:
             # values left unset, and here none are (see deepcoder.policies.decoding).
             config = copy.deepcopy(self._generation_config)
             config.num_return_sequences = n
-            output = lm.generate(**inputs, generation_config=config, tokenizer=tokenizer)
+            generator = cast(GenerationMixin, lm)  # every causal LM that AutoModelForCausalLM loads
+            output = generator.generate(**inputs, generation_config=config, tokenizer=tokenizer)
         prompt_tokens = int(inputs["input_ids"].shape[1])
         latency = (time.perf_counter() - start) / n
         completions = []
@@ -136,6 +141,6 @@ class HFPolicy:
         for row in output[:, prompt_tokens:]:  # shorter rows of a batch are padded after they stop
             generated = int((row != pad).sum()) if n > 1 and pad is not None else int(row.shape[0])
             completions.append(
-                Completion(tokenizer.decode(row, skip_special_tokens=True), prompt_tokens, generated, latency)
+                Completion(str(tokenizer.decode(row, skip_special_tokens=True)), prompt_tokens, generated, latency)
             )
         return completions

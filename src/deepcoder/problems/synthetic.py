@@ -83,7 +83,7 @@ class Synthetic:
 
     def condition(self) -> str:
         """The modifier's expression in ``x`` with this problem's constant."""
-        const = self.consts.get(self.modifier.const)
+        const = self.consts.get(self.modifier.const) if self.modifier.const else None
         return self.modifier.code.format(k=const, c=const)
 
     def returned(self) -> str:
@@ -94,7 +94,7 @@ class Synthetic:
         """What the function returns, in the given phrasing of (operation, modifier, container);
         (0, 0, 0) is the canonical one."""
         mod, op, box = self.modifier, self.operation, self.container
-        const = self.consts.get(mod.const)
+        const = self.consts.get(mod.const) if mod.const else None
         things = mod.phrases[phrasing[1]].format(noun=box.noun, src=box.sources[phrasing[2]], k=const, c=const)
         return op.phrases[phrasing[0]].format(things=things, sep=self.consts.get("sep"))
 
@@ -156,7 +156,9 @@ def generate(split: str = "train", n: int = 100, seed: int = 0) -> list[Problem]
     """``n`` distinct problems of ``split``; a draw whose prompt repeats an earlier one is skipped."""
     if int(n) < 0:
         raise ValueError(f"problems.n must be >= 0, got {n}")
-    problems, seen, index = [], set(), 0
+    problems: list[Problem] = []
+    seen: set[str] = set()
+    index = 0
     while len(problems) < int(n):
         problem = build(split, int(seed), index).problem
         index += 1

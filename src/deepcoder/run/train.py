@@ -40,7 +40,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     precision = check_precision(trainer_cfg.precision, bool(cfg.get("low_precision_weights", False)))
     L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.output_dir)
-    if rank_zero_only.rank == 0:
+    if rank_zero_only.rank == 0:  # type: ignore[attr-defined]  # Lightning sets it on the function
         save_config(cfg, output_dir)
     spec = instantiate(cfg.model)
     model, tokenizer = spec.load(seed=cfg.seed)

@@ -14,7 +14,10 @@ log = logging.getLogger(__name__)
 
 def resolve_trainer(trainer: DictConfig) -> DictConfig:
     """``trainer`` with ``accelerator: auto``/``precision: auto`` made concrete for this machine."""
-    resolved = OmegaConf.create(OmegaConf.to_container(trainer, resolve=True))
+    container = OmegaConf.to_container(trainer, resolve=True)
+    if not isinstance(container, dict):
+        raise TypeError(f"trainer: expected a mapping of Trainer arguments, got {type(container).__name__}")
+    resolved = OmegaConf.create(container)
     if resolved.get("accelerator") != "auto" and resolved.get("precision") != "auto":
         return resolved
     if resolved.get("accelerator") == "auto":

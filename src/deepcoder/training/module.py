@@ -7,6 +7,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from transformers import PreTrainedModel
 
 from deepcoder.core.names import SPAN_INDEX, TRAINED_SPANS
 from deepcoder.losses import FORWARD_KL, SpanLoss, TopKLogprobs
@@ -46,7 +47,7 @@ class DistillationModule(L.LightningModule):
 
     def __init__(
         self,
-        model: torch.nn.Module,
+        model: PreTrainedModel,
         loss: SpanLoss,
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., Any] | None = None,
