@@ -30,8 +30,21 @@ SKIP = {
     "make demo": DEMO,
     "make demo-compare": DEMO,
     "make test": "runs the whole suite, this file included",
-    "python train.py model=qwen-1.5b trainer=gpu loss=sad data.trajectories=outputs/he/trajectories.jsonl "
+    "python train.py loss=sad model=qwen-1.5b data.trajectories=outputs/he/trajectories.jsonl "
     "output_dir=outputs/qwen15-sad": REAL_MODEL,
+    "HF_HUB_OFFLINE=1 python train.py model=qwen-0.5b model.random_init=true model.num_layers=2 "
+    "trainer.precision=bf16-mixed trainer.max_steps=2 data.trajectories=outputs/small/trajectories.jsonl "
+    "output_dir=outputs/q05-random": "a 166 M-parameter model on 2 CPU cores for minutes; the same offline path "
+    "runs in test_real_model_pipeline.py (slow)",
+    "python evaluate.py student=outputs/q05-random/student problems=sample problems.limit=2 policy.max_new_tokens=64 "
+    "output_dir=outputs/q05-random/eval": "needs the random-init Qwen student of the command above",
+    "make lint": "what .ci/run runs before the tests, on every submission",
+    "make format": "rewrites the checkout's files",
+    "make test-fast": "runs the suite, this file included",
+    ".venv/bin/pre-commit install": "writes the checkout's git hooks",
+    "python train.py loss=sad loss.observation=0.1 'data.mask_steps=[tool_error]' data.trajectories=…": PLACEHOLDER,
+    "python train.py loss=sad loss.step_decay=0.8 loss.normalize=weights data.trajectories=…": PLACEHOLDER,
+    "python train.py -m experiment=observation_supervision data.trajectories=…": PLACEHOLDER,
     "python evaluate.py student=outputs/qwen15-sad/student problems=humaneval output_dir=outputs/qwen15-sad/eval": (
         "needs the real-model student of the train.py command above"
     ),
@@ -73,12 +86,14 @@ SKIP = {
 RUN = [
     "python generate.py teacher=reference problems=humaneval num_workers=4 output_dir=outputs/he",
     "python evaluate.py policy=reference problems=humaneval output_dir=outputs/teacher-eval",
+    "python generate.py teacher=reference problems=sample problems.limit=4 output_dir=outputs/small",
     "python -m deepcoder.show outputs/demo/generate/trajectories.jsonl --index 0",
     "python -m deepcoder.show outputs/demo/generate/trajectories.jsonl --index 0 --json",
     "python -m deepcoder.spans.importers hotpotqa.json imported.jsonl",
     "python -m deepcoder.records.schema imported.jsonl",
     "python experiments/compare.py outputs/demo/sad outputs/demo/sft --teacher outputs/demo/teacher "
     "--out outputs/demo/compare",
+    "python -m deepcoder.show outputs/demo/generate/trajectories.jsonl --mask-steps parse_error,tool_error",
 ]
 
 
