@@ -10,22 +10,19 @@ A hub id that is not in the local cache is checked before anything loads: offlin
 from __future__ import annotations
 
 import logging
-import os
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerFast
 
+from deepcoder.models.hub import hub_unavailable
 from deepcoder.models.options import TrainingOptions
 from deepcoder.models.qwen import QWEN25_SIZES, build_random_qwen
 from deepcoder.models.tokenizers import load_fast_tokenizer
 from deepcoder.policies.turn_end import check_eos_is_turn_end, set_eos_token
 
 log = logging.getLogger(__name__)
-HUB_PROBE_TIMEOUT_S = 5
 
 
 @dataclass
@@ -96,20 +93,6 @@ def ensure_available(name_or_path: str, name: str) -> None:
     looks_local = name_or_path.startswith(("/", ".", "~")) or name_or_path.count("/") != 1
     if looks_local:
         raise FileNotFoundError(f"model {name}: {name_or_path} is not a local checkpoint or a hub id; {fix}")
-    from huggingface_hub import constants, try_to_load_from_cache
-
-    if isinstance(try_to_load_from_cache(name_or_path, "config.json"), str):
-        return
-    if constants.HF_HUB_OFFLINE or os.environ.get("TRANSFORMERS_OFFLINE") == "1":
-        raise FileNotFoundError(f"model {name}: {name_or_path} is not in the local cache and the hub is offline; {fix}")
-    try:  # one short probe instead of the hub client's retries (about 25 s with no network)
-        urllib.request.urlopen(
-            urllib.request.Request(constants.ENDPOINT, method="HEAD"), timeout=HUB_PROBE_TIMEOUT_S
-        ).close()
-    except urllib.error.HTTPError:
-        return  # the hub answered: the download itself reports a wrong id or a gated model
-    except OSError as error:
-        raise FileNotFoundError(
-            f"model {name}: {name_or_path} is not in the local cache and {constants.ENDPOINT} cannot be reached "
-            f"({getattr(error, 'reason', error)}); {fix}"
-        ) from None
+    reason = hub_unavailable(name_or_path)
+    if reason is not None:
+        raise FileNotFoundError(f"model {name}: {name_or_path} {reason}; {fix}")

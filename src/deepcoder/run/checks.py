@@ -17,6 +17,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from deepcoder.models.hub import hub_unavailable
+
 # (override prefix, module it needs, the fix)
 EXTRAS = (
     ("hparams_search=optuna", "hydra_plugins.hydra_optuna_sweeper", "pip install -e '.[sweep]' (hydra-optuna-sweeper)"),
@@ -24,7 +26,6 @@ EXTRAS = (
     ("hydra/launcher=slurm", "hydra_plugins.hydra_submitit_launcher", "pip install -e '.[sweep]' (submitit)"),
     ("hydra/launcher=submitit", "hydra_plugins.hydra_submitit_launcher", "pip install -e '.[sweep]' (submitit)"),
 )
-HUB_TIMEOUT_S = 3.0
 log = logging.getLogger(__name__)
 
 
@@ -188,24 +189,6 @@ def check_student(value: str, key: str = "student") -> None:
 
 def check_hub_id(repo_id: str, key: str) -> None:
     """A Hugging Face hub id is in the local cache, or the hub answers for it within a few seconds."""
-    from huggingface_hub import model_info, try_to_load_from_cache
-    from huggingface_hub.errors import GatedRepoError, HFValidationError, RepositoryNotFoundError
-
-    try:
-        if isinstance(try_to_load_from_cache(repo_id, "config.json"), str):
-            return
-    except HFValidationError as exc:
-        raise ValueError(f"{key}={repo_id}: no such directory, and not a hub id ({exc})") from None
-    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false"):
-        raise ValueError(f"{key}={repo_id}: no such directory, and not in the Hugging Face cache (HF_HUB_OFFLINE=1)")
-    try:
-        model_info(repo_id, timeout=HUB_TIMEOUT_S)
-    except GatedRepoError:  # it exists; loading it says how to get access
-        return
-    except RepositoryNotFoundError:
-        raise ValueError(f"{key}={repo_id}: no such directory, and no such model on the Hugging Face hub") from None
-    except Exception as exc:  # no network, DNS, timeout, proxy: the hub cannot be asked
-        raise ValueError(
-            f"{key}={repo_id}: no such directory, not in the Hugging Face cache, and the hub is unreachable "
-            f"({type(exc).__name__} within {HUB_TIMEOUT_S:.0f} s): check the path, or download the model first"
-        ) from None
+    reason = hub_unavailable(repo_id)
+    if reason is not None:
+        raise ValueError(f"{key}={repo_id}: no such directory, and it {reason}: check the path, or download it first")
