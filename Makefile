@@ -7,7 +7,7 @@ TORCH_CPU ?= torch==2.13.0
 # make test TORCH_PIP_ARGS="--index-url <the PyTorch CPU wheel index>"
 TORCH_PIP_ARGS ?=
 
-.PHONY: install demo demo-compare test test-fast test-all lint format clean
+.PHONY: install demo demo-compare experiment test test-fast test-all lint format clean
 
 install: $(VENV)/.installed
 
@@ -22,6 +22,10 @@ demo: install
 
 demo-compare: install
 	$(PY) -m deepcoder.run.demo --losses sad sft
+
+# SAD against SFT on synthetic problems: 4 arms x 3 seeds, ~1.5 h on 2 CPU cores; resumes when rerun.
+experiment: install
+	$(PY) -m deepcoder.run.experiment
 
 test: install
 	$(PY) -m pytest

@@ -5,7 +5,9 @@ any subset), is a ``train.py`` output_dir (its evaluations in subdirectories, e.
 or is one ``evaluate.py`` output; ``--eval NAME=DIR`` adds an ``evaluate.py`` output_dir kept
 elsewhere. Writes ``comparison.md`` (metrics with 95%
 bootstrap CIs over problems), ``comparison.json`` and ``training_curves.png``,
-``pass_at_k.png``, ``failures.png``; with ``--wandb-project`` also a W&B run. Example, after ``make demo``::
+``pass_at_k.png``, ``failures.png``; with ``--wandb-project`` also a W&B run. ``--experiment RUNS``
+instead summarises an arms × seeds sweep (``make experiment``): CIs over problems and seeds, each
+arm against sft, learning curves. Example, after ``make demo``::
 
     python experiments/compare.py outputs/demo/sad outputs/demo/sft --teacher outputs/demo/teacher \\
         --out outputs/demo/compare
@@ -15,8 +17,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from deepcoder.reporting.compare import compare
+from deepcoder.reporting.experiment import summarize_experiment
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,6 +33,12 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         metavar="NAME=DIR",
         help="an evaluate.py output_dir as the row NAME (repeatable)",
+    )
+    parser.add_argument(
+        "--experiment",
+        metavar="RUNS",
+        help="an arms x seeds sweep (RUNS/<arm>/seed<N>/eval_heldout, as make experiment lays it out): "
+        "pass@1 per arm with CIs over problems and seeds, and each arm against sft",
     )
     parser.add_argument("--out", required=True, help="where to write the table and plots")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
@@ -43,6 +53,15 @@ def main(argv: list[str] | None = None) -> int:
     if bad:
         parser.exit(2, f"compare.py: error: --eval {bad[0]}: expected NAME=DIR, e.g. --eval sad=outputs/sad/eval\n")
     try:
+        if args.experiment:
+            if args.runs or args.teacher or args.eval:
+                parser.exit(2, "compare.py: error: --experiment RUNS takes no other runs, --teacher or --eval\n")
+            summary = summarize_experiment(
+                Path(args.experiment), Path(args.out), seed=args.seed, n_resamples=args.resamples
+            )
+            print(summary["table"])
+            print(f"wrote {args.out}/results.md, results.json and learning_curves.png")
+            return 0
         result = compare(
             args.runs,
             args.out,

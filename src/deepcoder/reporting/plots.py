@@ -73,6 +73,21 @@ def failure_categories(rows: Sequence[dict[str, Any]], path: Path) -> Path:
     return _save(figure, path)
 
 
+def learning_curves(curves: dict[str, Sequence[dict[str, Any]]], path: Path) -> Path | None:
+    """Held-out pass@1 against supervised training tokens, one line per arm (``None`` without points)."""
+    drawn = {name: points for name, points in curves.items() if points}
+    if not drawn:
+        return None
+    figure, axis = plt.subplots(figsize=(5.5, 3.6))
+    for name, points in drawn.items():
+        axis.plot([p["supervised_tokens"] for p in points], [p["pass_at_1"] for p in points], marker="o", label=name)
+    axis.set_xlabel("supervised training tokens")
+    axis.set_ylabel("held-out pass@1")
+    axis.set_ylim(-0.05, 1.05)
+    axis.legend(fontsize="small")
+    return _save(figure, path)
+
+
 def _save(figure: plt.Figure, path: Path) -> Path:
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
