@@ -81,7 +81,13 @@ def test_summary_pairs_arms_by_seed_and_draws_curves(tmp_path):
             snapshot=dict.fromkeys(problems, False),
         )
         fake_job(runs / "sad" / f"seed{seed}", {p: i < 4 for i, p in enumerate(problems)})
+    fake_job(runs / "sad_curriculum" / "seed1", {p: i < 5 for i, p in enumerate(problems)})
+    (runs / "sad_curriculum" / "seed0").mkdir(parents=True)  # still training: left out, paired over seed 1
+    (runs / "sad_reason025" / "seed0").mkdir(parents=True)  # nothing evaluated: the arm is left out
     result = summarize_experiment(runs, tmp_path / "results", n_resamples=200)
+    assert sorted(result["arms"]) == ["sad", "sad_curriculum", "sft"]
+    assert result["arms"]["sad_curriculum"]["seeds"] == [1]
+    assert result["arms"]["sad_curriculum"]["vs_baseline"]["value"] == pytest.approx(3 / 6)
     sad = result["arms"]["sad"]
     assert sad["pass_at_1"]["value"] == pytest.approx(4 / 6)
     assert sad["vs_baseline"]["value"] == pytest.approx(2 / 6)

@@ -67,9 +67,7 @@ def _mean(values: list[float]) -> float | None:
 
 
 def _arm_summary(arm: str, jobs: dict[int, Path], seed: int, n_resamples: int) -> dict[str, Any]:
-    finals = {s: job / FINAL_EVAL for s, job in jobs.items() if (job / FINAL_EVAL / "report.json").exists()}
-    if not finals:
-        raise FileNotFoundError(f"{arm}: no job has {FINAL_EVAL}/report.json (evaluate the students first)")
+    finals = {s: job / FINAL_EVAL for s, job in jobs.items() if _evaluated(job)}
     matrix, problems = pass_matrix(finals)
     metrics = {s: read_json(jobs[s] / "metrics.json") for s in finals}
     reports = {s: read_json(path / "report.json") for s, path in finals.items()}
@@ -93,6 +91,17 @@ def _arm_summary(arm: str, jobs: dict[int, Path], seed: int, n_resamples: int) -
         "teacher_forced_accuracy": {span: _mean([f[span]["accuracy"] for f in forced if span in f]) for span in SPANS},
         "curve": _curve(jobs),
     }
+
+
+def _evaluated(job: Path) -> bool:
+    return (job / FINAL_EVAL / "report.json").exists()
+
+
+def _paired(arm: dict[str, Any], base: dict[str, Any], seed: int, n_resamples: int) -> Interval:
+    """The arm minus the baseline over the seeds both have (a stopped experiment may lack some)."""
+    shared = [s for s in arm["seeds"] if s in base["seeds"]]
+    rows = [[arm["seeds"].index(s) for s in shared], [base["seeds"].index(s) for s in shared]]
+    return paired_difference(arm["matrix"][rows[0]], base["matrix"][rows[1]], seed, n_resamples)
 
 
 def _has_tokens(job: Path) -> bool:
@@ -131,13 +140,18 @@ def _curve(jobs: dict[int, Path]) -> list[dict[str, Any]]:
 def summarize_experiment(
     runs: Path, out: Path, baseline: str = "sft", seed: int = 0, n_resamples: int = 2000
 ) -> dict[str, Any]:
-    """Every arm's summary, the paired difference of each arm against ``baseline``; files in ``out``."""
-    arms = {arm: _arm_summary(arm, jobs, seed, n_resamples) for arm, jobs in find_jobs(runs).items()}
+    """Every evaluated arm's summary and its paired difference to ``baseline`` (over the seeds both
+    have); files in ``out``. Jobs not yet evaluated are left out, so a stopped experiment can be read."""
+    jobs = find_jobs(runs)
+    evaluated = {arm: by_seed for arm, by_seed in jobs.items() if any(_evaluated(job) for job in by_seed.values())}
+    if not evaluated:
+        raise FileNotFoundError(f"{runs}: no job has {FINAL_EVAL}/report.json yet (evaluate the students first)")
+    arms = {arm: _arm_summary(arm, by_seed, seed, n_resamples) for arm, by_seed in evaluated.items()}
     if baseline in arms:
         base = arms[baseline]
         for arm in arms.values():
-            if arm["arm"] != baseline and arm["seeds"] == base["seeds"] and arm["problems"] == base["problems"]:
-                arm["vs_baseline"] = paired_difference(arm["matrix"], base["matrix"], seed, n_resamples)
+            if arm["arm"] != baseline and arm["problems"] == base["problems"]:
+                arm["vs_baseline"] = _paired(arm, base, seed, n_resamples)
     out.mkdir(parents=True, exist_ok=True)
     table = markdown(arms, baseline, n_resamples, seed)
     (out / "results.md").write_text(table, encoding="utf-8")
