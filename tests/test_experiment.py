@@ -159,3 +159,30 @@ def test_unknown_arm_is_one_line_error(tmp_path):
     with pytest.raises(ValueError, match=r"--arms nope: no such conf/arm/<name>.yaml; choose among \['sft'"):
         main(tmp_path, arms=["nope"])
     assert not (tmp_path / "generate").exists()  # refused before any stage ran
+
+
+@pytest.mark.e2e
+def test_experiment_driver_runs_every_stage_and_resumes(tmp_path):
+    from deepcoder.run import experiment
+
+    out = tmp_path / "exp"
+    shrunk = {
+        "arms": ["sft", "sad"],
+        "seeds": [0],
+        "curve_seeds": [0],
+        "n_train": 2,
+        "n_heldout": 2,
+        "jobs": 2,
+        "train_overrides": ["trainer.max_steps=2", "logger=none", "callbacks.student_snapshots.at_steps=[1]"],
+        "eval_overrides": ["policy.max_new_tokens=16", "agent.max_steps=1"],
+    }
+    summary = experiment.main(out, **shrunk)
+    assert sorted(summary["arms"]) == ["sad", "sft"]
+    assert summary["arms"]["sad"]["vs_baseline"]["value"] is not None
+    job = out / "runs" / "sad" / "seed0"
+    assert (job / "eval_heldout_step_1" / "report.json").exists()
+    assert [point["step"] for point in summary["arms"]["sad"]["curve"]] == [1, 2]
+    assert (out / "teacher" / "eval_heldout" / "report.json").exists()
+    trained = (job / "metrics.json").stat().st_mtime_ns
+    experiment.main(out, **shrunk)  # a rerun resumes: nothing trained or evaluated again
+    assert (job / "metrics.json").stat().st_mtime_ns == trained

@@ -29,6 +29,8 @@ DEMO = "minutes of CPU; make demo's driver is tested shrunk in test_demo.py"
 SKIP = {
     "make demo": DEMO,
     "make demo-compare": DEMO,
+    "make experiment": "hours of CPU (4 arms x 3 seeds of the demo's training); its driver runs shrunk in "
+    "test_experiment.py (slow)",
     "make test": "runs the whole suite, this file included",
     "python train.py loss=sad model=qwen-1.5b data.trajectories=outputs/he/trajectories.jsonl "
     "output_dir=outputs/qwen15-sad": REAL_MODEL,
