@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
+import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from deepcoder.models.tiny import TinyModel
@@ -33,3 +38,16 @@ def test_tiny_model_is_small_and_seeded():
     weight = first.model.layers[0].mlp.up_proj.weight
     assert weight.equal(second.model.layers[0].mlp.up_proj.weight)
     assert not weight.equal(other.model.layers[0].mlp.up_proj.weight)
+
+
+@pytest.mark.e2e
+def test_two_processes_building_the_tiny_tokenizer_at_once_both_get_it(tmp_path):
+    """Jobs side by side (make experiment) and DDP ranks may build the cached tokenizer together."""
+    env = {**os.environ, "DEEPCODER_CACHE": str(tmp_path)}
+    code = "from deepcoder.models.tiny import build_tiny_tokenizer; print(len(build_tiny_tokenizer()))"
+    builds = [
+        subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True) for _ in range(2)
+    ]
+    outputs = [build.communicate(timeout=600)[0].strip() for build in builds]
+    assert [build.returncode for build in builds] == [0, 0] and outputs[0] == outputs[1]
+    assert [p.name for p in (tmp_path / "tokenizers").iterdir() if p.name.endswith(".tmp")] == []

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import shutil
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
@@ -95,9 +98,17 @@ def build_tiny_tokenizer(vocab_size: int = 4096) -> PreTrainedTokenizerFast:
         model_max_length=4096,
     )
     fast.chat_template = CHATML_TEMPLATE
-    tmp = path.with_name(path.name + ".tmp")
+    # Atomic publish from a directory of this process's own: a killed build never leaves half a
+    # tokenizer, and of two processes building at once (jobs side by side, DDP ranks) the first
+    # rename wins; the other's identical build is dropped.
+    tmp = Path(tempfile.mkdtemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent))
     fast.save_pretrained(tmp)
-    tmp.rename(path)  # atomic publish: a concurrent or killed build never leaves half a tokenizer
+    try:
+        tmp.rename(path)
+    except OSError:
+        if not path.is_dir():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
     log.info("trained tiny tokenizer (%d tokens) at %s", len(fast), path)
     return load_fast_tokenizer(path)
 
