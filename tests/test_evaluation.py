@@ -231,3 +231,9 @@ def test_sampled_episodes_reproduce_on_gpu(untrained_student, tmp_path):
         evaluate(config("evaluate", f"student={untrained_student}", *SAMPLED, f"output_dir={out}"))
         runs.append([r["messages"] for _, r in read_jsonl(out / "episodes.jsonl")])
     assert runs[0] == runs[1] and runs[0][0][2] != runs[0][1][2]
+
+
+def test_episode_stats_read_usage_null_as_no_tokens():
+    record = {"problem_id": "p", "passed": True, "steps": [], "usage": None}  # some servers send "usage": null
+    stats = episode_stats(record)
+    assert (stats["prompt_tokens"], stats["completion_tokens"]) == (0, 0)

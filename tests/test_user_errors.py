@@ -221,3 +221,13 @@ def test_show_into_a_closed_pipe_ends_quietly(trajectories):
     process.stdout.close()  # `| head` that has already exited
     _, stderr = process.communicate(timeout=120)
     assert b"Traceback" not in stderr and b"BrokenPipe" not in stderr, stderr[-2000:]
+
+
+def test_a_busy_output_dir_is_one_line_naming_the_other_run(tmp_path):
+    from deepcoder.generation.store import OutputLock
+
+    with OutputLock(tmp_path / "g"):  # another generate.py writing there now
+        line = one_line_error(
+            cli("generate.py", "problems.limit=1", f"output_dir={tmp_path / 'g'}"), "another generation run"
+        )
+    assert f"(pid {os.getpid()})" in line and "use another output_dir" in line

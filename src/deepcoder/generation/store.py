@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import IO
 
+from deepcoder.core.errors import UserError
 from deepcoder.records.schema import TrajectoryRecord, as_record
 from deepcoder.utils.jsonl import read_json, read_jsonl, repair_torn_tail, write_json, write_jsonl
 
@@ -40,7 +41,7 @@ class OutputLock:
             handle.seek(0)
             holder = handle.read().strip() or "unknown"
             handle.close()
-            raise RuntimeError(
+            raise UserError(
                 f"{self.path.parent}: another generation run (pid {holder}) is writing here; "
                 "wait for it to finish or use another output_dir"
             ) from None

@@ -74,8 +74,8 @@ def episode_stats(record: Mapping[str, Any], count: TextSize = count_words) -> d
         "answered": answered,
         "answered_without_action": answered and actions == 0,
         "category": failure_category(record),
-        "prompt_tokens": record.get("usage", {}).get("prompt_tokens", 0),
-        "completion_tokens": record.get("usage", {}).get("completion_tokens", 0),
+        "prompt_tokens": (record.get("usage") or {}).get("prompt_tokens", 0),  # usage: null from some servers
+        "completion_tokens": (record.get("usage") or {}).get("completion_tokens", 0),
     }
 
 

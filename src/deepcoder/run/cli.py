@@ -16,10 +16,11 @@ from typing import Any
 from hydra.errors import InstantiationException
 from omegaconf.errors import OmegaConfBaseException
 
+from deepcoder.core.errors import UserError
 from deepcoder.run.checks import check_argv
 from deepcoder.utils.quiet import quiet_third_party
 
-USER_ERRORS = (ValueError, OSError, ImportError, OmegaConfBaseException)
+USER_ERRORS = (ValueError, OSError, ImportError, OmegaConfBaseException, UserError)
 
 
 def one_line(exc: BaseException) -> str:
@@ -27,7 +28,7 @@ def one_line(exc: BaseException) -> str:
     while isinstance(exc, InstantiationException) and exc.__cause__ is not None:
         exc = exc.__cause__
     text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if isinstance(exc, (ValueError, OmegaConfBaseException)) else f"{type(exc).__name__}: {text}"
+    return text if isinstance(exc, (ValueError, OmegaConfBaseException, UserError)) else f"{type(exc).__name__}: {text}"
 
 
 def _stop(line: str, status: int) -> None:

@@ -17,6 +17,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from transformers import AutoTokenizer
 
+from deepcoder.core.errors import UserError
 from deepcoder.evaluation.episodes import EpisodeStore, complete_problems
 from deepcoder.evaluation.progress import EvaluationProgress
 from deepcoder.evaluation.sampling import EpisodePolicy, derive_seed
@@ -88,7 +89,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     write_json(output_dir / "report.json", report)
     signals.check()
     if records and all(r.get("error") for r in records):
-        raise RuntimeError(
+        raise UserError(
             f"every episode failed in the policy, e.g. {records[0]['error']}; see {output_dir / 'episodes.jsonl'}"
         )
     print_metrics(
