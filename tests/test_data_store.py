@@ -72,6 +72,17 @@ def test_two_processes_store_the_same_bytes_as_one(tmp_path, tiny_tokenizer):
     ]
 
 
+@pytest.mark.e2e  # the pool's processes
+def test_a_bad_record_in_a_worker_is_named_by_file_and_line(tmp_path, tiny_tokenizer):
+    path = write(tmp_path / "t.jsonl", range(8))
+    lines = path.read_text().splitlines()
+    lines[6] = lines[6].replace('"messages"', '"messagez"')
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=rf"{path}:7: field 'messages'"):
+        prepared_store(path, Renderer(tiny_tokenizer, StructuredSpans(), max_length=2048), num_proc=2)
+    assert not [p for p in (tmp_path / "cache" / "datasets").iterdir() if p.is_dir()]
+
+
 def test_appended_trajectories_render_only_the_new_ones(tmp_path, tiny_tokenizer, monkeypatch):
     path = write(tmp_path / "t.jsonl", [5, 1, 8, 3])
     renderer = Renderer(tiny_tokenizer, StructuredSpans(), max_length=2048)

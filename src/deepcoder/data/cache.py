@@ -65,15 +65,15 @@ def _digests(path: Path, size: int, prefixes: set[int]) -> tuple[str, dict[int, 
     return found.pop(size), found, lines
 
 
-def _bases(datasets: Path, key: str, size: int) -> list[ExampleStore]:
-    """Stores of these settings whose source was a newline-ended prefix of a ``size``-byte file."""
-    stores = []
+def _bases(datasets: Path, key: str, size: int) -> dict[Path, dict[str, Any]]:
+    """The sources (``meta.json``'s) of the stores of these settings whose source was a newline-ended
+    prefix of a ``size``-byte file, by store folder."""
+    sources = {}
     for meta in datasets.glob(f"{key}-*/meta.json"):
-        store = ExampleStore(meta.parent)
-        source = store.meta["source"]
+        source = json.loads(meta.read_text(encoding="utf-8"))["source"]
         if source["newline"] and source["bytes"] < size:
-            stores.append(store)
-    return stores
+            sources[meta.parent] = source
+    return sources
 
 
 def _build(root: Path, path: Path, renderer: Renderer, num_proc: int, source: dict, base: ExampleStore | None) -> None:
@@ -119,8 +119,8 @@ def prepared_store(
     datasets = cache_dir("datasets")
     size = path.stat().st_size
     key = settings_key(renderer.tokenizer, renderer.span, max_length=renderer.max_length, **settings)
-    bases = _bases(datasets, key, size) if cache else []
-    full, prefixes, lines = _digests(path, size, {base.meta["source"]["bytes"] for base in bases})
+    bases = _bases(datasets, key, size) if cache else {}
+    full, prefixes, lines = _digests(path, size, {source["bytes"] for source in bases.values()})
     with path.open("rb") as handle:
         handle.seek(max(size - 1, 0))
         newline = handle.read(1) == b"\n"
@@ -140,11 +140,11 @@ def prepared_store(
             return ExampleStore(final), True
         for debris in datasets.glob(f".{final.name}.*.tmp"):  # a build that crashed (the lock is free)
             shutil.rmtree(debris, ignore_errors=True)
-        grown = [b for b in bases if prefixes.get(b.meta["source"]["bytes"]) == b.meta["source"]["sha256"]]
-        base = max(grown, key=lambda b: b.meta["source"]["bytes"], default=None)
+        grown = [root for root, source in bases.items() if prefixes.get(source["bytes"]) == source["sha256"]]
+        base = max(grown, key=lambda root: bases[root]["bytes"], default=None)
         building = datasets / f".{final.name}.{os.getpid()}.tmp"
         try:
-            _build(building, path, renderer, num_proc, source, base)
+            _build(building, path, renderer, num_proc, source, None if base is None else ExampleStore(base))
         except BaseException:
             shutil.rmtree(building, ignore_errors=True)
             raise
