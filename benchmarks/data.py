@@ -159,12 +159,13 @@ def main() -> None:
             render.append({"num_proc": num_proc, **result})
             print(json.dumps(render[-1]), flush=True)
     print(f"\nload average at the end: {os.getloadavg()} on {os.cpu_count()} CPUs\n")
-    print("| trajectories | tokens | run | setup s | since start s | peak RSS MiB | store MiB |")
-    print("|---|---|---|---|---|---|---|")
+    print("| trajectories | tokens | run | setup s | setup CPU s | since start s | peak RSS MiB | store MiB |")
+    print("|---|---|---|---|---|---|---|---|")
     for row in rows:
         print(
             f"| {row['count']:,} | {row['tokens'] / 1e6:.1f} M | {row['kind']} | {row['setup_s']:.1f} | "
-            f"{row['since_start_s']:.1f} | {row['peak_rss_mib']:.0f} | {row['store_mib']:.0f} |"
+            f"{row['setup_cpu_s']:.1f} | {row['since_start_s']:.1f} | {row['peak_rss_mib']:.0f} | "
+            f"{row['store_mib']:.0f} |"
         )
     for kind in ("cold", "cached"):
         runs = [row for row in rows if row["kind"] == kind]
