@@ -7,7 +7,7 @@ import json
 import pytest
 from test_render import make_record
 
-import deepcoder.data.datamodule as datamodule_module
+import deepcoder.data.prepare as prepare_module
 from deepcoder.core.names import SPAN_INDEX, SPAN_NAMES
 from deepcoder.data.datamodule import TrajectoryDataModule, collate
 from deepcoder.spans.strategies import StructuredSpans
@@ -36,11 +36,11 @@ def build(path, tokenizer, **kwargs):
 def test_second_setup_is_served_from_the_cache(trajectories, tiny_tokenizer, monkeypatch):
     first = build(trajectories, tiny_tokenizer)
     monkeypatch.setattr(
-        datamodule_module, "render_trajectory", lambda *args, **kwargs: pytest.fail("re-tokenised despite the cache")
+        prepare_module, "render_trajectory", lambda *args, **kwargs: pytest.fail("re-tokenised despite the cache")
     )
     second = build(trajectories, tiny_tokenizer)
     assert not first.cache_hit and second.cache_hit
-    assert second.train_set == first.train_set and second.val_set == first.val_set
+    assert list(second.train_set) == list(first.train_set) and list(second.val_set) == list(first.val_set)
     assert (len(second.train_set), len(second.val_set)) == (3, 1)
 
 

@@ -7,7 +7,7 @@ import json
 import pytest
 from test_render import make_record
 
-import deepcoder.data.datamodule as datamodule_module
+import deepcoder.data.prepare as prepare_module
 from deepcoder.core.names import SPAN_INDEX
 from deepcoder.data.datamodule import TrajectoryDataModule
 from deepcoder.data.filters import Filters
@@ -77,7 +77,7 @@ def test_each_filter_drops_and_counts(mixed, tiny_tokenizer):
 def test_changing_filters_reuses_the_cached_examples(mixed, tiny_tokenizer, monkeypatch):
     build(mixed, tiny_tokenizer)
     monkeypatch.setattr(
-        datamodule_module, "render_trajectory", lambda *args, **kwargs: pytest.fail("re-tokenised for a filter change")
+        prepare_module, "render_trajectory", lambda *args, **kwargs: pytest.fail("re-tokenised for a filter change")
     )
     module = build(mixed, tiny_tokenizer, dedupe="assistant", min_reason_share=0.2)
     assert module.cache_hit and module.dropped["not_passed"] == 1

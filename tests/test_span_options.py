@@ -17,7 +17,7 @@ from hydra.utils import instantiate
 
 from deepcoder.core.names import IGNORE_INDEX, SPAN_INDEX, SPAN_NAMES, TRAINED_SPANS
 from deepcoder.data.datamodule import TrajectoryDataModule, collate
-from deepcoder.data.supervision import relabel
+from deepcoder.data.supervision import relabel, supervision_counts
 from deepcoder.losses import Divergence, SpanLoss, TopKLogprobs, span_loss, token_weights
 from deepcoder.models.tiny import TinyModel
 from deepcoder.protocol.parsing import parse_turn
@@ -293,8 +293,9 @@ def test_the_data_module_relabels_counts_and_normalises_windows(tmp_path, tiny_t
     )
     with pytest.raises(ValueError, match="no usable trajectories"):
         dropping.setup("fit")
-    kept, masked, tokens, dropped = relabel([(example, None)], TRAINED_SPANS, ["repeated_action"], "drop")
-    assert kept == [] and dropped == {"repeated_action": 1} and masked == {"repeated_action": 0} and tokens == 0
+    counts = supervision_counts(data.store, TRAINED_SPANS, ["repeated_action"])
+    kept, masked, tokens, dropped = relabel(data.train_index, counts, "drop")
+    assert len(kept) == 0 and dropped == {"repeated_action": 4} and masked == {"repeated_action": 0} and tokens == 0
 
 
 def test_bad_options_fail_with_the_fix(tiny_tokenizer, tmp_path):

@@ -214,6 +214,17 @@ def test_batches_carry_the_top_k_padded_or_packed_and_the_cache_keeps_them(store
     assert collate(truncated, tokenizer.pad_token_id)["teacher_ids"].shape[:2] == (3, cut)
 
 
+@pytest.mark.e2e  # the rendering pool's processes
+def test_the_top_k_rendered_by_two_processes_is_the_top_k_rendered_by_one(stored, teacher):
+    _, tokenizer = teacher
+    one = data_module(stored, tokenizer, cache=False).train_set
+    two = data_module(stored, tokenizer, cache=False, num_proc=2).train_set
+    assert list(one) == list(two)
+    for a, b in zip(one, two):
+        assert all(torch.equal(getattr(a.teacher, n), getattr(b.teacher, n)) for n in ("positions", "ids", "logprobs"))
+        assert b.teacher.ids.dtype == torch.long and b.teacher.logprobs.dtype == torch.float32
+
+
 def test_the_module_loss_from_stored_top_k_is_the_reference_on_the_teachers_own_top_k(stored, teacher):
     """Covered tokens: the divergence to the serving model's top-k (+ chosen token); the rest: CE."""
     model, tokenizer = teacher

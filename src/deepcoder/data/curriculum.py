@@ -16,8 +16,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from deepcoder.data.example_info import ExampleInfo, span_token_counts
-from deepcoder.spans.render import RenderedExample
+import numpy as np
+
+from deepcoder.core.names import SPAN_INDEX
 
 PACINGS = ("none", "linear", "root", "step")
 
@@ -48,13 +49,13 @@ class Curriculum:
     def active(self) -> bool:
         return self.pacing != "none"
 
-    def score(self, example: RenderedExample, info: ExampleInfo) -> float:
-        """The complexity of one trajectory: weighted reasoning tokens, action tokens and steps."""
-        counts = span_token_counts(example)
+    def scores(self, span_counts: np.ndarray, steps: np.ndarray) -> np.ndarray:
+        """The complexity of trajectories from their tokens per span kind ``[n, spans]`` and agent steps ``[n]``:
+        weighted reasoning tokens, action tokens and steps."""
         return (
-            self.reason * counts["reason"]
-            + self.action * (counts["action"] + counts["answer"])
-            + self.steps * info.steps
+            self.reason * span_counts[:, SPAN_INDEX["reason"]]
+            + self.action * (span_counts[:, SPAN_INDEX["action"]] + span_counts[:, SPAN_INDEX["answer"]])
+            + self.steps * steps
         )
 
     def fraction(self, step: int) -> float:

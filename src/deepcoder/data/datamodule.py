@@ -4,30 +4,31 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from functools import partial
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from transformers import PreTrainedTokenizerBase
 
 from deepcoder.core.names import IGNORE_INDEX, SPAN_INDEX
-from deepcoder.data.cache import cached_examples, dataset_key
+from deepcoder.data.cache import prepared_store
 from deepcoder.data.curriculum import Curriculum
-from deepcoder.data.example_info import ExampleInfo, Item, describe
+from deepcoder.data.examples import Examples
 from deepcoder.data.filters import Filters
 from deepcoder.data.loader import ResumableDataLoader
 from deepcoder.data.packing import collate_packed, pack, step_ids
+from deepcoder.data.prepare import Renderer
 from deepcoder.data.stats import real_token_share, span_statistics
-from deepcoder.data.supervision import check_mode, relabel
-from deepcoder.data.windows import WindowBatchSampler, WindowTagged, loss_normalizer
+from deepcoder.data.store import ExampleStore
+from deepcoder.data.supervision import SupervisionCounts, check_mode, relabel, supervision_counts
+from deepcoder.data.windows import WindowBatchSampler, WindowTagged, weight_sum
 from deepcoder.losses import SpanLoss
-from deepcoder.records.schema import TrajectoryRecord, as_record
-from deepcoder.records.trajectories import load_trajectories
 from deepcoder.spans.labels import SpanStrategy
-from deepcoder.spans.render import RenderedExample, render_trajectory
+from deepcoder.spans.render import RenderedExample
 from deepcoder.spans.step_kinds import check_kinds
 from deepcoder.spans.teacher_topk import AlignmentCounts, batch_tensors, check_alignment
 from deepcoder.spans.token_map import TokenMap
@@ -68,6 +69,11 @@ def collate_tagged(
 class TrajectoryDataModule(L.LightningDataModule):
     """Renders every usable trajectory once (cached), filters, splits train/validation by a seeded shuffle.
 
+    The rendered examples live in a memory-mapped store (:mod:`deepcoder.data.store`), built once
+    per key by ``num_proc`` processes and shared by every rank (:mod:`deepcoder.data.cache`);
+    filters, relabelling, the split, packing plans and curriculum scores work from its columns,
+    and ``train_set``/``val_set`` build an example's token lists only when a batch asks for it.
+
     Training batches come from a :class:`~deepcoder.data.windows.WindowBatchSampler` (exact
     gradient accumulation, DDP sharding, length grouping, curriculum) through a
     :class:`~deepcoder.data.loader.ResumableDataLoader` (mid-epoch resume). With ``packing``,
@@ -106,15 +112,19 @@ class TrajectoryDataModule(L.LightningDataModule):
         loss: SpanLoss | None = None,
         mask_steps: Collection[str] = ("parse_error",),
         on_masked_step: str = "mask",
+        num_proc: int = 1,
     ) -> None:
         super().__init__()
         if not 0.0 <= val_fraction < 1.0:
             raise ValueError(f"data.val_fraction must be in [0, 1), got {val_fraction}")
         if pack_length is not None and pack_length < 1:
             raise ValueError(f"data.pack_length must be >= 1 or null, got {pack_length}")
+        if num_proc < 1:
+            raise ValueError(f"data.num_proc must be >= 1 (processes that render the trajectories), got {num_proc}")
         self.path, self.tokenizer, self.span = trajectories, tokenizer, span
         self.only_passed, self.val_fraction, self.batch_size = only_passed, val_fraction, batch_size
         self.max_length, self.num_workers, self.seed, self.cache = max_length, num_workers, seed, cache
+        self.num_proc = num_proc
         self.filters, self.curriculum = filters or Filters(), curriculum or Curriculum()
         self.packing, self.pack_length, self.group_by_length = packing, pack_length or max_length, group_by_length
         self.token_map = TokenMap(tokenizer) if teacher_logprobs else None
@@ -125,85 +135,100 @@ class TrajectoryDataModule(L.LightningDataModule):
         self.alignment: AlignmentCounts | None = None
         self.cache_hit = False
         self.dropped: dict[str, int] = {}
-        self.train_set: list[RenderedExample] = []
-        self.train_info: list[ExampleInfo] = []
-        self.val_set: list[RenderedExample] = []
+        self.store: ExampleStore | None = None
+        self.counts: SupervisionCounts | None = None
+        self.train_index = self.val_index = np.zeros(0, dtype=np.int64)
+        self.train_set: Sequence[RenderedExample] = []
+        self.val_set: Sequence[RenderedExample] = []
+        self._norms: list[float] | None = None
 
     def setup(self, stage: str | None = None) -> None:
-        if self.train_set:
+        if self.store is not None:
             return
-        if self.cache:
-            key = dataset_key(
-                self.path,
-                self.tokenizer,
-                self.span,
-                max_length=self.max_length,
-                teacher_logprobs=self.token_map is not None,
-            )
-            items, self.cache_hit = cached_examples(key, self._render_all)
-        else:
-            items = self._render_all()
-        if self.token_map is not None:
-            self.alignment = AlignmentCounts()
-            for example, _ in items:
-                self.alignment.add(example.require_teacher().counts)
-            check_alignment(self.alignment, self.path)
-        items, self.dropped = self.filters.apply(items, self.only_passed)
-        items, self.masked, self.masked_tokens, dropped = relabel(
-            items, self.loss.supervised_spans, self.mask_steps, self.on_masked_step
+        renderer = Renderer(self.tokenizer, self.span, self.max_length, self.token_map)
+        store, self.cache_hit = prepared_store(
+            self.path, renderer, self.num_proc, self.cache, teacher_logprobs=self.token_map is not None
         )
+        if not len(store):
+            raise ValueError(f"{self.path}: no usable trajectories (every record has an error)")
+        if self.token_map is not None:
+            self.alignment = store.alignment()
+            check_alignment(self.alignment, self.path)
+        indices, self.dropped = self.filters.apply(store, np.asarray(store["order"]), self.only_passed)
+        self.counts = supervision_counts(store, self.loss.supervised_spans, self.mask_steps)
+        indices, self.masked, self.masked_tokens, dropped = relabel(indices, self.counts, self.on_masked_step)
         self.dropped.update(dropped)
-        if not items:
+        if not len(indices):
             raise ValueError(
                 f"{self.path}: no usable trajectories (only_passed={self.only_passed}, dropped: {self.dropped})"
             )
-        random.Random(self.seed).shuffle(items)
-        n_val = int(len(items) * self.val_fraction)
-        self.val_set = [example for example, _ in items[:n_val]]
-        self.train_set = [example for example, _ in items[n_val:]]
-        self.train_info = [info for _, info in items[n_val:]]
-        if self.token_map is not None and not _teacher_coverage(self.train_set):
+        order = indices.tolist()
+        random.Random(self.seed).shuffle(order)
+        n_val = int(len(order) * self.val_fraction)
+        self.val_index = np.array(order[:n_val], dtype=np.int64)
+        self.train_index = np.array(order[n_val:], dtype=np.int64)
+        self.store = store
+        spans = self.loss.supervised_spans
+        self.val_set = Examples(store, self.val_index, spans, self.mask_steps)
+        self.train_set = Examples(store, self.train_index, spans, self.mask_steps)
+        if self.token_map is not None and not self._teacher_coverage():
             raise ValueError(
                 f"{self.path}: no supervised token of the training set has stored teacher logprobs "
                 f"(only_passed={self.only_passed}, dropped: {self.dropped})"
             )
 
-    def _render_all(self) -> list[Item]:
-        rows = load_trajectories(self.path, only_passed=False)  # only_passed is a filter, after the cache
-        if not rows:
-            raise ValueError(f"{self.path}: no usable trajectories (every record has an error)")
-        return [self._render(where, as_record(record)) for where, record in rows]
+    def _set(self) -> tuple[ExampleStore, SupervisionCounts]:
+        if self.store is None or self.counts is None:
+            raise RuntimeError("call setup() first: the data module has not prepared its examples")
+        return self.store, self.counts
 
-    def _render(self, where: str, record: TrajectoryRecord) -> Item:
-        try:
-            full = render_trajectory(self.tokenizer, record, self.span, token_map=self.token_map)
-        except (ValueError, KeyError, TypeError, IndexError) as exc:
-            raise ValueError(f"{where}: cannot render: {exc}") from exc
-        return full.truncated(self.max_length), describe(record, len(full))
+    def supervised_tokens(self) -> int:
+        """Labelled tokens of the training set (every position), from the columns."""
+        store, counts = self._set()
+        columns = [SPAN_INDEX[span] for span in self.loss.supervised_spans]
+        spans = int(store["span_counts"][self.train_index][:, columns].sum())
+        return spans - int(counts.masked_tokens[self.train_index].sum())
+
+    def example_norms(self) -> list[float]:
+        """Each training example's share of its window's normaliser: supervised tokens from position 1
+        (columns), or with ``loss.normalize=weights`` their weights (read from the tokens, once)."""
+        _, counts = self._set()
+        if self._norms is None:
+            if self.loss.normalize == "tokens":
+                self._norms = counts.supervised[self.train_index].tolist()
+            else:
+                self._norms = [weight_sum(example, self.loss) for example in self.train_set]
+        return self._norms
+
+    def lengths(self) -> list[int]:
+        """Each training example's token count."""
+        store, _ = self._set()
+        return store["length"][self.train_index].tolist()
 
     def train_rows(self) -> list[list[int]]:
         """Training rows as lists of example indices: packs, or one example each."""
         if self.packing:
-            return pack([len(e) for e in self.train_set], self.pack_length, seed=self.seed)
+            return pack(self.lengths(), self.pack_length, seed=self.seed)
         return [[i] for i in range(len(self.train_set))]
 
     def train_sampler(self, rows: list[list[int]]) -> WindowBatchSampler:
         """The training batch sampler for the attached trainer's accumulation and DDP world."""
+        store, _ = self._set()
         trainer = self.trainer
         accumulate = getattr(trainer, "accumulate_grad_batches", 1) if trainer else 1
         world_size, rank = (trainer.world_size, trainer.global_rank) if trainer else (1, 0)
-        examples, infos = self.train_set, self.train_info
-        scores = (
-            [max(self.curriculum.score(examples[i], infos[i]) for i in row) for row in rows]
-            if self.curriculum.active
-            else None
-        )  # a pack is as hard as its hardest example
+        norms, lengths = self.example_norms(), self.lengths()
+        scores = None
+        if self.curriculum.active:  # a pack is as hard as its hardest example
+            index = self.train_index
+            example_scores = self.curriculum.scores(store["span_counts"][index], store["n_steps"][index]).tolist()
+            scores = [max(example_scores[i] for i in row) for row in rows]
         return WindowBatchSampler(
-            [sum(loss_normalizer(examples[i], self.loss) for i in row) for row in rows],
+            [sum(norms[i] for i in row) for row in rows],
             self.batch_size,
             accumulate=accumulate,
             seed=self.seed,
-            lengths=[sum(len(examples[i]) for i in row) for row in rows],
+            lengths=[sum(lengths[i] for i in row) for row in rows],
             group_by_length=self.group_by_length,
             curriculum=self.curriculum,
             scores=scores,
@@ -213,7 +238,8 @@ class TrajectoryDataModule(L.LightningDataModule):
 
     def stats(self) -> dict[str, Any]:
         """Sizes, filter drops, tokens and shares per span, and the real-token share of epoch 0's batches."""
-        tokens = [len(e) for e in self.train_set]
+        store, _ = self._set()
+        tokens = self.lengths()
         rows = self.train_rows()
         share = _real_token_share(self.train_sampler(rows)) if rows else 0.0
         stats = {
@@ -224,7 +250,7 @@ class TrajectoryDataModule(L.LightningDataModule):
             "dropped": dict(self.dropped),
             "masked_steps": dict(self.masked),  # per kind of data.mask_steps (on_masked_step=mask)
             "masked_tokens": self.masked_tokens,
-            **span_statistics(self.train_set),
+            **span_statistics(store["span_counts"][self.train_index]),
             "packing": self.packing,
             "train_rows": len(rows),
             "real_token_share": round(share, 4),
@@ -233,9 +259,16 @@ class TrajectoryDataModule(L.LightningDataModule):
             stats["teacher_logprobs"] = {
                 "aligned_share": round(self.alignment.aligned_share, 4),
                 "mapped_share": round(self.alignment.mapped_share, 4),
-                "train_coverage": round(_teacher_coverage(self.train_set), 4),
+                "train_coverage": round(self._teacher_coverage(), 4),
             }
         return stats
+
+    def _teacher_coverage(self) -> float:
+        """The share of distilled tokens (supervised after the causal shift, observations aside: they
+        train on CE) that have the teacher's top-k."""
+        _, counts = self._set()
+        total = int(counts.distilled[self.train_index].sum())
+        return int(counts.covered[self.train_index].sum()) / total if total else 0.0
 
     def train_dataloader(self) -> DataLoader:
         """Batches tagged with their accumulation window's supervised-token count; resumable mid-epoch."""
@@ -272,22 +305,6 @@ class TrajectoryDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             collate_fn=partial(collate, pad_id=self.tokenizer.pad_token_id),
         )
-
-
-def _teacher_coverage(examples: list[RenderedExample]) -> float:
-    """The share of distilled tokens (supervised after the causal shift, observations aside: they
-    train on CE) that have the teacher's top-k."""
-    covered = total = 0
-    for example in examples:
-        taught = set(example.teacher.positions.tolist()) if example.teacher is not None else set()
-        supervised = [
-            i
-            for i, (label, span) in enumerate(zip(example.labels, example.span_ids))
-            if i > 0 and label != IGNORE_INDEX and span != SPAN_INDEX["observation"]
-        ]
-        covered += sum(1 for i in supervised if i in taught)
-        total += len(supervised)
-    return covered / total if total else 0.0
 
 
 def _real_token_share(sampler: WindowBatchSampler) -> float:

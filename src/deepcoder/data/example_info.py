@@ -1,7 +1,7 @@
 """What filters, curricula and statistics need to know about a rendered trajectory.
 
-Computed once at render time and cached with the tokens, so changing a filter or a curriculum
-never re-tokenises.
+Computed once at render time and stored as per-example columns (:mod:`deepcoder.data.columns`),
+so changing a filter or a curriculum never re-tokenises.
 """
 
 from __future__ import annotations
@@ -9,9 +9,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from deepcoder.core.names import SPAN_NAMES
 from deepcoder.records.schema import TrajectoryRecord
-from deepcoder.spans.render import RenderedExample
 
 
 @dataclass(frozen=True)
@@ -24,9 +22,6 @@ class ExampleInfo:
     full_length: int
     program_digest: str | None
     assistant_digest: str
-
-
-Item = tuple[RenderedExample, ExampleInfo]  # what the cache stores and the filters see
 
 
 def _digest(text: str) -> str:
@@ -45,11 +40,3 @@ def describe(record: TrajectoryRecord, full_length: int) -> ExampleInfo:
         _digest(program.strip()) if program else None,
         _digest(assistant),
     )
-
-
-def span_token_counts(example: RenderedExample) -> dict[str, int]:
-    """Tokens of each span kind in ``example`` (every kind present, zero if absent)."""
-    counts = [0] * len(SPAN_NAMES)
-    for span in example.span_ids:
-        counts[span] += 1
-    return dict(zip(SPAN_NAMES, counts))

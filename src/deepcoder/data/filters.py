@@ -1,6 +1,7 @@
 """Which rendered trajectories train: passed only, not too long, enough reasoning, no duplicates.
 
-Filters run on cached examples (see ``example_info``), so changing one never re-tokenises.
+Filters run on the cached examples' per-example columns (:mod:`deepcoder.data.store`), so changing
+one never re-tokenises, nor reads a token.
 Each filter counts what it drops; the counts are logged and reported by ``datamodule.stats()``.
 """
 
@@ -9,13 +10,15 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from deepcoder.core.names import TRAINED_SPANS
-from deepcoder.data.example_info import ExampleInfo, Item, span_token_counts
-from deepcoder.spans.render import RenderedExample
+import numpy as np
+
+from deepcoder.core.names import SPAN_INDEX, TRAINED_SPANS
+from deepcoder.data.store import ExampleStore
 
 log = logging.getLogger(__name__)
 
 DEDUPE_KEYS = ("program", "assistant")
+DROP_REASONS = ("not_passed", "too_long", "little_reasoning", "duplicate")
 
 
 @dataclass(frozen=True)
@@ -43,40 +46,42 @@ class Filters:
         if self.max_tokens is not None and self.max_tokens < 1:
             raise ValueError(f"data.filters.max_tokens must be >= 1 or null, got {self.max_tokens}")
 
-    def apply(self, items: list[Item], only_passed: bool) -> tuple[list[Item], dict[str, int]]:
-        """The kept items, in order, and how many each filter dropped."""
-        dropped = {"not_passed": 0, "too_long": 0, "little_reasoning": 0, "duplicate": 0}
-        seen: set[tuple[str, ...]] = set()
-        kept = []
-        for example, info in items:
-            reason = self._drop_reason(example, info, only_passed, seen)
-            if reason:
-                dropped[reason] += 1
-            else:
-                kept.append((example, info))
-        for reason, count in dropped.items():
-            if count:
-                log.info("filter %s dropped %d trajectories", reason, count)
-        return kept, dropped
-
-    def _drop_reason(
-        self, example: RenderedExample, info: ExampleInfo, only_passed: bool, seen: set[tuple[str, ...]]
-    ) -> str | None:
-        if only_passed and info.passed is not True:
-            return "not_passed"
-        if self.max_tokens is not None and info.full_length > self.max_tokens:
-            return "too_long"
-        counts = span_token_counts(example)
-        trained = sum(counts[span] for span in TRAINED_SPANS)
-        if counts["reason"] < self.min_reason_tokens or counts["reason"] < self.min_reason_share * trained:
-            return "little_reasoning"
+    def apply(self, store: ExampleStore, indices: np.ndarray, only_passed: bool) -> tuple[np.ndarray, dict[str, int]]:
+        """The kept examples of ``indices`` (in order), and how many each filter dropped; the first
+        filter that applies counts the drop. Reads the store's per-example columns, no token."""
+        counts = store["span_counts"][indices]
+        reason = counts[:, SPAN_INDEX["reason"]]
+        trained = counts[:, [SPAN_INDEX[span] for span in TRAINED_SPANS]].sum(axis=1)
+        too_long = store["full_length"][indices] > (self.max_tokens if self.max_tokens is not None else np.inf)
+        reasons = np.select(
+            [
+                (store["passed"][indices] != 1) & only_passed,
+                too_long,
+                (reason < self.min_reason_tokens) | (reason < self.min_reason_share * trained),
+            ],
+            [1, 2, 3],
+            default=0,
+        )
         if self.dedupe:
-            key = (
-                (info.problem_id, info.program_digest or info.assistant_digest)
-                if self.dedupe == "program"
-                else (info.assistant_digest,)
-            )
+            reasons[self._duplicates(store, indices, reasons == 0)] = 4
+        dropped = dict(zip(DROP_REASONS, np.bincount(reasons, minlength=5)[1:].tolist()))
+        for reason_name, count in dropped.items():
+            if count:
+                log.info("filter %s dropped %d trajectories", reason_name, count)
+        return indices[reasons == 0], dropped
+
+    def _duplicates(self, store: ExampleStore, indices: np.ndarray, kept: np.ndarray) -> list[int]:
+        """Positions (in ``indices``) of the kept examples that repeat an earlier kept one."""
+        seen: set[tuple[str, ...]] = set()
+        repeats = []
+        for position in np.flatnonzero(kept).tolist():
+            i = int(indices[position])
+            assistant = store.string("assistant_digest", i)
+            if self.dedupe == "program":
+                key: tuple[str, ...] = (store.string("problem_id", i), store.string("program_digest", i) or assistant)
+            else:
+                key = (assistant,)
             if key in seen:
-                return "duplicate"
+                repeats.append(position)
             seen.add(key)
-        return None
+        return repeats

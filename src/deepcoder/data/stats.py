@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from deepcoder.core.names import SPAN_NAMES
-from deepcoder.data.example_info import span_token_counts
-from deepcoder.spans.render import RenderedExample
 
 
-def span_statistics(examples: list[RenderedExample]) -> dict[str, dict[str, float]]:
-    """``span_tokens`` (count per span kind) and ``span_shares`` (of all tokens, rounded to 1e-4)."""
-    totals: dict[str, float] = dict.fromkeys(SPAN_NAMES, 0)
-    for example in examples:
-        for span, count in span_token_counts(example).items():
-            totals[span] += count
+def span_statistics(span_counts: np.ndarray) -> dict[str, dict[str, float]]:
+    """``span_tokens`` (count per span kind) and ``span_shares`` (of all tokens, rounded to 1e-4), from
+    the examples' tokens per span kind ``[n, spans]``."""
+    totals: dict[str, float] = dict(zip(SPAN_NAMES, span_counts.sum(axis=0, dtype=np.int64).tolist()))
     all_tokens = sum(totals.values())
     shares = {span: round(count / all_tokens, 4) if all_tokens else 0.0 for span, count in totals.items()}
     return {"span_tokens": totals, "span_shares": shares}

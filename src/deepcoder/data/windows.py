@@ -5,7 +5,8 @@ sum of their loss weights (``weights``). With accumulation over ``k`` micro-batc
 each by its own normaliser weights tokens of short micro-batches more than one big batch would.
 This sampler plans each epoch as *windows* of ``k · world_size`` batches (one optimizer step of
 every rank) and tags every batch with the normaliser of its whole window (the sum of its rows'
-:func:`loss_normalizer`), so the accumulated gradient equals the big batch's exactly.
+supervised tokens, or their :func:`weight_sum`), so the accumulated gradient equals the big batch's
+exactly.
 
 The plan is a pure function of ``(seed, epoch)``, identical on every rank:
 
@@ -29,12 +30,11 @@ DDP set ``trainer.use_distributed_sampler=false``: the sampler shards itself.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from deepcoder.core.names import IGNORE_INDEX
 from deepcoder.data.curriculum import Curriculum
 from deepcoder.losses import SpanLoss, token_weights
 from deepcoder.spans.render import RenderedExample
@@ -42,16 +42,9 @@ from deepcoder.spans.render import RenderedExample
 Plan = list[list[list[int]]]  # windows → batches → row indices
 
 
-def supervised_tokens(example: RenderedExample) -> int:
-    """Positions that carry a loss after the causal shift (labels of tokens 1…n-1)."""
-    return sum(1 for label in example.labels[1:] if label != IGNORE_INDEX)
-
-
-def loss_normalizer(example: RenderedExample, loss: SpanLoss) -> float:
-    """The example's share of ``N``: its supervised tokens, or (``loss.normalize=weights``) the sum of
-    their weights (span weight × ``step_decay^step``, as :func:`deepcoder.losses.token_weights`)."""
-    if loss.normalize == "tokens":
-        return supervised_tokens(example)
+def weight_sum(example: RenderedExample, loss: SpanLoss) -> float:
+    """The example's share of ``N`` under ``loss.normalize=weights``: the sum of its supervised tokens'
+    weights (span weight × ``step_decay^step``, as :func:`deepcoder.losses.token_weights`)."""
     steps = torch.tensor(example.step_ids[1:]) if example.step_ids else None
     weights = token_weights(
         torch.tensor(example.labels[1:]), torch.tensor(example.span_ids[1:]), loss.weights, steps, loss.step_decay
@@ -177,7 +170,7 @@ class WindowBatchSampler(Sampler[list[tuple[int, float]]]):
 class WindowTagged(Dataset):
     """Looks up ``(row index, window normaliser)`` keys: returns the row's examples and the normaliser."""
 
-    def __init__(self, examples: list[RenderedExample], rows: list[list[int]]) -> None:
+    def __init__(self, examples: Sequence[RenderedExample], rows: list[list[int]]) -> None:
         self.examples, self.rows = examples, rows
 
     def __len__(self) -> int:

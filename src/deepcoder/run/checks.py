@@ -144,7 +144,7 @@ def _check_trajectory_file(path: Path) -> None:
 def check_supervised(datamodule: Any) -> None:
     """The training set has tokens to learn from: records without an assistant turn (or cut off
     by ``data.max_length`` before the first) would train at loss 0 and save an untrained student."""
-    supervised = sum(label != -100 for example in datamodule.train_set for label in example.labels)
+    supervised = datamodule.supervised_tokens()  # from the columns: no token list is built
     if not supervised:
         raise ValueError(
             f"data.trajectories={datamodule.path}: nothing to supervise — none of its {len(datamodule.train_set)} "

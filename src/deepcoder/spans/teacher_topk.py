@@ -20,6 +20,9 @@ chosen token when it lies outside them (its logprob is known too). Alternatives 
 or with OpenAI's ``-9999`` "very unlikely" placeholder, are left out: their mass stays in the
 "any other token" outcome, which keeps the coarsened divergence exact.
 
+Prepared datasets store the top-k flat, in the memory-mapped store of
+:mod:`deepcoder.data.store` (positions, and each example's ``[rows, k]`` ids and logprobs).
+
 A teacher with another tokenizer shows up as poor agreement: :func:`check_alignment` refuses a
 dataset where fewer than ``ALIGNMENT_FLOOR`` of the comparable tokens align or fewer than
 ``MAPPED_FLOOR`` of the alternatives have a student id, with the numbers and an example.
@@ -29,7 +32,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from difflib import SequenceMatcher
 from typing import Any
 
@@ -97,14 +100,6 @@ class TeacherTopK:
     def truncated(self, length: int) -> TeacherTopK:
         keep = self.positions < length
         return TeacherTopK(self.positions[keep], self.ids[keep], self.logprobs[keep], self.counts)
-
-    def state(self) -> dict[str, Any]:
-        """Plain tensors, ints and strings, for ``torch.save`` (and ``weights_only`` loading)."""
-        return {"positions": self.positions, "ids": self.ids, "logprobs": self.logprobs, "counts": asdict(self.counts)}
-
-    @classmethod
-    def from_state(cls, state: dict[str, Any]) -> TeacherTopK:
-        return cls(state["positions"], state["ids"], state["logprobs"], AlignmentCounts(**state["counts"]))
 
 
 def align_teacher(tokens: LabelledTokens, record: TrajectoryRecord, token_map: TokenMap) -> TeacherTopK:
