@@ -36,6 +36,7 @@ def run_episodes(
     seed: int = 0,
     only: Collection[tuple[str, int]] | None = None,
     on_episode: Callable[[TrajectoryRecord], None] | None = None,
+    on_step: Callable[[Episode], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     workers: int | None = None,
 ) -> list[TrajectoryRecord]:
@@ -48,6 +49,7 @@ def run_episodes(
       (the seeds of ``evaluate.py``); greedy policies ignore them.
     - ``only``: the ``(problem_id, sample)`` pairs to play (default: all), e.g. those a resumed run lacks.
     - ``on_episode``: called (in this thread) with each record as soon as it is graded.
+    - ``on_step``: called with an episode each time one of its steps is complete (observation included).
     - ``should_stop``: checked before each new episode starts; once true, no episode starts and the
       live ones are played to the end (a Ctrl-C handler's flag).
     - ``workers``: threads for tool calls, grading and per-episode policy calls (default ``batch_size``).
@@ -93,6 +95,9 @@ def run_episodes(
                     acting.append((episode, turn))
             for (episode, _), observed in zip(acting, pool.map(lambda item: agent.observe(item[1]), acting)):
                 episode.observe(*observed)
+            for episode in live if on_step is not None else []:
+                if episode.steps and episode.error is None:
+                    on_step(episode)
             for episode in [episode for episode in live if episode.done]:
                 grading.append((episode, pool.submit(agent.grade, episode.problem, episode.final_answer)))
             live = [episode for episode in live if not episode.done]

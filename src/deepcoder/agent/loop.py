@@ -59,10 +59,10 @@ class Agent:
         policy: Policy,
         problem: Problem,
         sample: int = 0,
-        on_step: Callable[[dict[str, Any]], None] | None = None,
+        on_step: Callable[[Episode], None] | None = None,
     ) -> TrajectoryRecord:
         """Play one episode; never raises for a policy failure (it becomes the record's ``error``).
-        ``on_step`` sees each step as soon as it is complete (its observation included)."""
+        ``on_step`` sees the episode as soon as each step is complete (its observation included)."""
         episode = self.start(policy, problem, sample)
         while not episode.done:
             try:
@@ -74,7 +74,7 @@ class Agent:
             if turn is not None:
                 episode.observe(*self.observe(turn))
             if on_step is not None:
-                on_step(episode.steps[-1])
+                on_step(episode)
         return episode.record(self.grade(problem, episode.final_answer))
 
     def observe(self, turn: ParsedTurn) -> tuple[str, bool]:
