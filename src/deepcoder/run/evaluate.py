@@ -53,6 +53,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         raise ValueError(
             f"evaluate: need samples >= 1 and 1 <= k <= samples for every k, got samples={samples}, k={ks}"
         )
+    if int(cfg.batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1 (1 = one episode at a time), got {cfg.batch_size}")
     problems = instantiate(cfg.problems)
     check_problems(problems, cfg)
     save_config(cfg, output_dir)
@@ -119,8 +121,6 @@ def _run_episodes(
     signals (a Ctrl-C or SIGTERM stops the run after the episodes in flight). ``batch_size`` > 1 plays
     that many episodes at once (:func:`deepcoder.agent.batch_loop.run_episodes`), 1 one at a time."""
     batch_size = int(cfg.batch_size)
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1 (1 = one episode at a time), got {batch_size}")
     setup = {
         "policy": f"{policy.provider}/{policy.model}",
         "temperature": getattr(policy, "temperature", None),
