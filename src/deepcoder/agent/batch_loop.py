@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 from deepcoder.agent.episode import Episode
 from deepcoder.agent.seeds import derive_seed
-from deepcoder.records.schema import TrajectoryRecord
 
 if TYPE_CHECKING:
     from deepcoder.agent.loop import Agent
@@ -35,11 +34,11 @@ def run_episodes(
     samples: int = 1,
     seed: int = 0,
     only: Collection[tuple[str, int]] | None = None,
-    on_episode: Callable[[TrajectoryRecord], None] | None = None,
+    on_episode: Callable[[dict[str, Any]], None] | None = None,
     on_step: Callable[[Episode], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     workers: int | None = None,
-) -> list[TrajectoryRecord]:
+) -> list[dict[str, Any]]:
     """Play ``samples`` episodes of each problem with at most ``batch_size`` live at a time.
 
     - ``policy``: any policy; with ``complete_many(conversations, seeds=…)`` turns are batched.
@@ -68,13 +67,13 @@ def run_episodes(
         if only is None or (problem.id, sample) in only
     )
     order = {(problem.id, sample): i for i, (problem, sample) in enumerate(queue)}
-    done: dict[tuple[str, int], TrajectoryRecord] = {}
+    done: dict[tuple[str, int], dict[str, Any]] = {}
     grading: list[tuple[Episode, Future]] = []
 
     def harvest(wait: bool) -> None:
         for episode, future in [item for item in grading if wait or item[1].done()]:
             grading.remove((episode, future))
-            record = {**episode.record(future.result()), "sample": episode.sample}
+            record: dict[str, Any] = {**episode.record(future.result()), "sample": episode.sample}
             done[(episode.problem.id, episode.sample)] = record
             if on_episode is not None:
                 on_episode(record)
@@ -95,9 +94,10 @@ def run_episodes(
                     acting.append((episode, turn))
             for (episode, _), observed in zip(acting, pool.map(lambda item: agent.observe(item[1]), acting)):
                 episode.observe(*observed)
-            for episode in live if on_step is not None else []:
-                if episode.steps and episode.error is None:
-                    on_step(episode)
+            if on_step is not None:
+                for episode in live:
+                    if episode.steps and episode.error is None:
+                        on_step(episode)
             for episode in [episode for episode in live if episode.done]:
                 grading.append((episode, pool.submit(agent.grade, episode.problem, episode.final_answer)))
             live = [episode for episode in live if not episode.done]

@@ -39,7 +39,9 @@ class Episode:
         self.identity, self.sample, self.seed = identity, sample, seed
         self.steps: list[dict[str, Any]] = []
         self.usage = {"prompt_tokens": 0, "completion_tokens": 0}
-        self.latency, self.final_answer, self.error, self.stop = 0.0, None, None, "max_steps"
+        self.latency, self.stop = 0.0, "max_steps"
+        self.final_answer: str | None = None
+        self.error: str | None = None
         self.finished = False
         self.started = time.perf_counter()
 

@@ -10,6 +10,7 @@ with ``E ~ Exp(1)`` is an exact draw from ``p`` (after temperature, top-k and to
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
@@ -34,7 +35,7 @@ class RowGumbelNoise(LogitsProcessor):
                 for g in self.generators
             ]
         )
-        return scores.float() - noise.log()
+        return cast(torch.FloatTensor, scores.float() - noise.log())
 
 
 def row_sampler(decoding: Decoding, seeds: Sequence[int], device: torch.device | str) -> LogitsProcessorList:

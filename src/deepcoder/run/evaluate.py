@@ -158,7 +158,7 @@ def _run_episodes(
                 seed=int(cfg.seed),
                 only=todo,
                 on_episode=keep,
-                should_stop=lambda: signals.received,
+                should_stop=lambda: bool(signals.received),
             )
         else:
             _one_at_a_time(cfg, policy, agent, problems, samples, todo, keep, signals)
