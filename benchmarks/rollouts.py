@@ -4,7 +4,8 @@ The baseline plays each episode alone (``Agent.run``: one ``generate`` per turn,
 the batched runner (:func:`deepcoder.agent.batch_loop.run_episodes`) keeps 1, 4 or 16 episodes
 live, one left-padded ``generate`` per turn over all of them, their tool calls in parallel and
 continuous batching. Greedy fp32 on held-out synthetic problems; every batched run is checked to
-give the same episodes as the baseline. Prints episodes/s and the speed-up over the baseline.
+give the same episodes as the baseline. Prints episodes per wall second and per CPU second of this
+process (steadier on a shared machine: other processes' load does not count) and the speed-ups.
 The default model is the untrained tiny Qwen2 (every turn runs to ``--tokens``: equal work per
 row); ``--model DIR`` takes a trained student (turns of their own lengths). Asserts nothing.
 Usage: python benchmarks/rollouts.py [--episodes 32] [--tokens 64] [--steps 2] [--batches 1,4,16]
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from functools import partial
 
 import torch
 
@@ -25,6 +27,13 @@ from deepcoder.policies.hf import HFPolicy
 from deepcoder.problems.synthetic import generate
 
 TIMING = ("wall_s", "latency_s")
+
+
+def rates(run, episodes: int) -> tuple[list[dict], float, float]:
+    """``run()``'s records, and episodes per wall second and per CPU second of this process."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    records = run()
+    return records, episodes / (time.perf_counter() - wall), episodes / (time.process_time() - cpu)
 
 
 def same_episodes(a: list[dict], b: list[dict]) -> bool:
@@ -52,23 +61,21 @@ def main() -> None:
     problems = generate("heldout", n=args.episodes, seed=0)
     agent = build_agent(tools=["python"], max_steps=args.steps)
     agent.run(policy, problems[0])  # warm-up: sandbox server, kernels
-    start = time.perf_counter()
-    baseline = [{**agent.run(policy, problem), "sample": 0} for problem in problems]
-    base_rate = len(problems) / (time.perf_counter() - start)
+    n = len(problems)
+    baseline, base_wall, base_cpu = rates(lambda: [{**agent.run(policy, p), "sample": 0} for p in problems], n)
     print(
-        f"{policy.model} on {policy.device}, {torch.get_num_threads()} threads: {len(problems)} greedy episodes, "
+        f"{policy.model} on {policy.device}, {torch.get_num_threads()} threads: {n} greedy episodes, "
         f"max_steps {args.steps}, max_new_tokens {args.tokens}; "
         f"{sum(len(r['steps']) for r in baseline)} turns, "
         f"{sum(r['usage']['completion_tokens'] for r in baseline)} generated tokens"
     )
-    print(f"{'runner':<24}{'episodes/s':>12}{'speed-up':>10}  same episodes")
-    print(f"{'one at a time (today)':<24}{base_rate:>12.3f}{1.0:>10.2f}  -")
+    print(f"{'runner':<24}{'episodes/s':>12}{'speed-up':>10}{'episodes/cpu-s':>16}{'speed-up':>10}  same episodes")
+    print(f"{'one at a time (today)':<24}{base_wall:>12.3f}{1.0:>10.2f}{base_cpu:>16.3f}{1.0:>10.2f}  -")
     for batch in [int(b) for b in args.batches.split(",")]:
-        start = time.perf_counter()
-        records = run_episodes(policy, problems, agent=agent, batch_size=batch)
-        rate = len(problems) / (time.perf_counter() - start)
+        records, wall, cpu = rates(partial(run_episodes, policy, problems, agent=agent, batch_size=batch), n)
         print(
-            f"{f'batched, {batch} live':<24}{rate:>12.3f}{rate / base_rate:>10.2f}  {same_episodes(baseline, records)}"
+            f"{f'batched, {batch} live':<24}{wall:>12.3f}{wall / base_wall:>10.2f}{cpu:>16.3f}{cpu / base_cpu:>10.2f}"
+            f"  {same_episodes(baseline, records)}"
         )
 
 

@@ -194,3 +194,16 @@ def test_evaluate_batch_size_keeps_greedy_episodes_and_refuses_mixing_samplers(t
         evaluate(config("evaluate", *sampled, "batch_size=2"))
     with pytest.raises(ValueError, match="batch_size must be >= 1"):
         evaluate(config("evaluate", *common, "batch_size=0", f"output_dir={tmp_path / 'zero'}"))
+
+
+def test_per_row_noise_then_argmax_draws_from_the_softmax():
+    from deepcoder.policies.decoding import Decoding
+    from deepcoder.policies.row_sampling import row_sampler
+
+    logits = torch.tensor([[2.0, 1.0, 0.0, -1.0]])
+    processors = row_sampler(Decoding(temperature=0.5), seeds=[3], device="cpu")
+    draws = torch.tensor([int(processors(None, logits.clone()).argmax()) for _ in range(4000)])
+    observed = torch.bincount(draws, minlength=4).float() / len(draws)
+    assert torch.allclose(observed, torch.softmax(logits[0] / 0.5, -1), atol=0.03)
+    again = row_sampler(Decoding(temperature=0.5), seeds=[3], device="cpu")
+    assert [int(again(None, logits.clone()).argmax()) for _ in range(50)] == draws[:50].tolist()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
@@ -172,12 +173,13 @@ class HFPolicy:
             rows.append(tokenizer(text, add_special_tokens=False)["input_ids"])
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         input_ids, attention_mask = left_pad(rows, pad)
-        config = copy.deepcopy(self._generation_config)
-        config.pad_token_id = pad
         extra: dict[str, Any] = {}
-        if self.sampling:  # per-row streams inside greedy decoding: see row_sampling
-            config.do_sample = False
+        if self.sampling:  # per-row streams inside greedy decoding (see row_sampling): no sampling flags
+            config = dataclasses.replace(self.decoding, temperature=0.0).generation_config(tokenizer)
             extra["logits_processor"] = row_sampler(self.decoding, seeds or [], self.device)
+        else:
+            config = copy.deepcopy(self._generation_config)
+        config.pad_token_id = pad
         with torch.inference_mode():
             generator = cast(GenerationMixin, self._lm)
             output = generator.generate(
