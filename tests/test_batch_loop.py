@@ -207,3 +207,15 @@ def test_per_row_noise_then_argmax_draws_from_the_softmax():
     assert torch.allclose(observed, torch.softmax(logits[0] / 0.5, -1), atol=0.03)
     again = row_sampler(Decoding(temperature=0.5), seeds=[3], device="cpu")
     assert [int(again(None, logits.clone()).argmax()) for _ in range(50)] == draws[:50].tolist()
+
+
+def test_the_record_names_the_fingerprint_a_policy_learns_from_its_replies(agent):
+    class Fingerprinted(ReferenceTeacher):
+        fingerprint = None
+
+        def complete(self, messages, *, problem):
+            self.fingerprint = "fp_learned"
+            return super().complete(messages, problem=problem)
+
+    records = run_episodes(Fingerprinted(), load_sample()[:2], agent=agent, batch_size=2)
+    assert [r["teacher"]["fingerprint"] for r in records] == ["fp_learned"] * 2

@@ -22,7 +22,8 @@ class Episode:
     """The messages and steps so far; ``done`` once it answered, failed or used ``max_steps`` turns.
 
     ``seed`` is the episode's sampling seed (turn ``t`` is drawn with ``derive_seed(seed, t)``);
-    ``identity`` is the policy's ``(provider, model, fingerprint)`` written into the record.
+    ``policy``'s provider, model and fingerprint are written into the record when it is made (an API
+    policy learns its fingerprint from its replies).
     """
 
     def __init__(
@@ -31,12 +32,12 @@ class Episode:
         messages: list[dict[str, str]],
         tools: set[str],
         max_steps: int,
-        identity: tuple[str, str, str | None],
+        policy: Any,
         sample: int = 0,
         seed: int | None = None,
     ) -> None:
         self.problem, self.messages, self.tools, self.max_steps = problem, messages, tools, max_steps
-        self.identity, self.sample, self.seed = identity, sample, seed
+        self.policy, self.sample, self.seed = policy, sample, seed
         self.steps: list[dict[str, Any]] = []
         self.usage = {"prompt_tokens": 0, "completion_tokens": 0}
         self.latency, self.stop = 0.0, "max_steps"
@@ -83,7 +84,8 @@ class Episode:
 
     def record(self, graded: dict[str, Any]) -> TrajectoryRecord:
         """The finished episode as a trajectory record, with ``graded``'s ``passed`` and ``error``."""
-        provider, model, fingerprint = self.identity
+        provider, model = self.policy.provider, self.policy.model
+        fingerprint = getattr(self.policy, "fingerprint", None)
         problem = self.problem
         return {
             "schema_version": SCHEMA_VERSION,

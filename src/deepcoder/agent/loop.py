@@ -50,9 +50,8 @@ class Agent:
         ]
 
     def start(self, policy: Any, problem: Problem, sample: int = 0, seed: int | None = None) -> Episode:
-        """A new episode of ``problem`` for ``policy`` (named by its provider, model and fingerprint)."""
-        identity = (policy.provider, policy.model, getattr(policy, "fingerprint", None))
-        return Episode(problem, self.initial_messages(problem), set(self.tools), self.max_steps, identity, sample, seed)
+        """A new episode of ``problem`` for ``policy`` (the record names its provider, model and fingerprint)."""
+        return Episode(problem, self.initial_messages(problem), set(self.tools), self.max_steps, policy, sample, seed)
 
     def run(
         self,
