@@ -118,15 +118,13 @@ SAMPLED = (
 )
 
 
-@pytest.mark.parametrize("batched", [True, False])
-def test_sampled_episodes_reproduce_and_differ_between_samples(untrained_student, tmp_path, batched):
+@pytest.mark.parametrize("batching", ["batch_size=1 batch_first_turn=true", "batch_size=1 batch_first_turn=false", ""])
+def test_sampled_episodes_reproduce_and_differ_between_samples(untrained_student, tmp_path, batching):
     runs = []
     for attempt in range(2):
         out = tmp_path / str(attempt)
         report = evaluate(
-            config(
-                "evaluate", f"student={untrained_student}", *SAMPLED, f"batch_first_turn={batched}", f"output_dir={out}"
-            )
+            config("evaluate", f"student={untrained_student}", *SAMPLED, *batching.split(), f"output_dir={out}")
         )
         runs.append([r["messages"] for _, r in read_jsonl(out / "episodes.jsonl")])
     assert runs[0] == runs[1] and len(runs[0]) == 2

@@ -34,6 +34,7 @@ LAYERS = [
     "testing",  # servers that tests and benchmarks share
     "run",  # the stages as functions of a config
     "show",  # the CLI that shows a rendered trajectory
+    "solve",  # the CLI that streams one episode
 ]
 # Imports allowed against the rule, each with its reason. Keep this list short.
 EXCEPTIONS: dict[tuple[str, str], str] = {}

@@ -25,6 +25,7 @@ PLACEHOLDER = "placeholder (…, DIR, MODEL, <time>): a pattern to fill in, not 
 REAL_MODEL = "loads a real Qwen model from the hub or trains one on a GPU"
 API = "needs an API key or a running model server"
 DEMO = "minutes of CPU; make demo's driver is tested shrunk in test_demo.py"
+SOLVE = "the small test layout's 3-step student writes 512-token turns (minutes of CPU); test_solve.py runs these paths"
 
 SKIP = {
     "make demo": DEMO,
@@ -84,6 +85,10 @@ SKIP = {
     "python train.py -m hparams_search=optuna hydra.sweeper.n_trials=50 …": PLACEHOLDER,
     "python train.py logger=wandb …": PLACEHOLDER + "; tested in test_cluster_logs.py",
     "python train.py … callbacks=early_stopping": PLACEHOLDER,
+    "python -m deepcoder.solve student=outputs/demo/sad/train/student problems=synthetic problems.split=heldout "
+    "synthetic/heldout/0/1": SOLVE,
+    "python -m deepcoder.solve student=outputs/demo/sad/train/student --json agent.max_steps=2 "
+    '\'def add(a, b): """Return the sum of a and b."""\'': SOLVE,
 }
 RUN = [
     "python generate.py teacher=reference problems=humaneval num_workers=4 output_dir=outputs/he",
@@ -93,6 +98,7 @@ RUN = [
     "python -m deepcoder.show outputs/demo/generate/trajectories.jsonl --index 0 --json",
     "python -m deepcoder.spans.importers hotpotqa.json imported.jsonl",
     "python -m deepcoder.records.schema imported.jsonl",
+    "python -m deepcoder.solve policy=reference sample/count_vowels",
     "python experiments/compare.py outputs/demo/sad outputs/demo/sft --teacher outputs/demo/teacher "
     "--out outputs/demo/compare",
     "python -m deepcoder.show outputs/demo/generate/trajectories.jsonl --mask-steps parse_error,tool_error",

@@ -46,7 +46,7 @@ class EpisodeStore:
         path = self.dir / SETUP
         if self.path.exists() and path.exists():
             before = read_json(path)
-            changed = {k: (before.get(k), v) for k, v in setup.items() if before.get(k) != v}
+            changed = {k: (before.get(k), setup.get(k)) for k in {**before, **setup} if before.get(k) != setup.get(k)}
             if changed:
                 what = ", ".join(f"{k}: {old!r} → {new!r}" for k, (old, new) in changed.items())
                 raise ValueError(

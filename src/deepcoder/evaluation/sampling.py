@@ -1,27 +1,22 @@
 """Reproducible sampled episodes: a seed per (run seed, problem, sample, turn), and first turns drawn together.
 
-Seeds come from a hash of their parts, so sample 3 of a problem gets the same seed whatever the
-order, the number of workers or the other problems in the run. Only the first turn of the
-``n`` samples of a problem shares a prompt, so only it is drawn as one batch
-(:meth:`deepcoder.policies.hf.HFPolicy.complete_batch`); a batch is seeded by (seed, problem).
+Seeds come from a hash of their parts (:func:`deepcoder.agent.seeds.derive_seed`), so sample 3 of a
+problem gets the same seed whatever the order, the number of workers or the other problems in the run.
+With ``batch_size=1`` only the first turn of the ``n`` samples of a problem shares a prompt, so only it
+is drawn as one batch (:meth:`deepcoder.policies.hf.HFPolicy.complete_batch`), seeded by (seed,
+problem); ``batch_size`` > 1 plays whole episodes in batches (:mod:`deepcoder.agent.batch_loop`).
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from deepcoder.agent.seeds import derive_seed
 from deepcoder.policies.base import Completion, Message
 
 if TYPE_CHECKING:
     from deepcoder.problems import Problem
-
-
-def derive_seed(*parts: Any) -> int:
-    """A 63-bit seed from any parts (stable across processes, unlike ``hash``)."""
-    digest = hashlib.sha256(":".join(str(p) for p in parts).encode()).digest()
-    return int.from_bytes(digest[:8], "big") >> 1
 
 
 class EpisodePolicy:

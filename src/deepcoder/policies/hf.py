@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
@@ -11,7 +12,9 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationMixin, PreTrainedModel, PreTrainedTokenizerBase
 
 from deepcoder.policies.base import Completion, Message
+from deepcoder.policies.batching import generated_length, left_pad
 from deepcoder.policies.decoding import LINE_START_OBSERVATION, Decoding
+from deepcoder.policies.row_sampling import row_sampler
 from deepcoder.policies.turn_end import check_eos_is_turn_end, set_eos_token
 
 if TYPE_CHECKING:
@@ -32,6 +35,8 @@ class HFPolicy:
     per call (``seed``, default the configured one) inside a forked RNG, so a sampled episode
     depends only on its own seed. :meth:`complete_batch` draws ``n`` turns from one prompt in one
     ``generate`` call (``num_return_sequences``): every sample's first turn shares the prompt.
+    :meth:`complete_many` writes the next turn of many conversations in one left-padded ``generate``
+    call (the batched episode runner, :mod:`deepcoder.agent.batch_loop`).
     """
 
     provider = "hf"
@@ -143,4 +148,51 @@ class HFPolicy:
             completions.append(
                 Completion(str(tokenizer.decode(row, skip_special_tokens=True)), prompt_tokens, generated, latency)
             )
+        return completions
+
+    def complete_many(
+        self, conversations: Sequence[Sequence[Message]], *, seeds: Sequence[int] | None = None
+    ) -> list[Completion]:
+        """The next turn of each conversation, in one ``generate`` call over the left-padded batch.
+
+        Each row stops on its own (end of turn, a line-start ``Observation:``, ``max_new_tokens``) and
+        is cut back to what it wrote. Greedy rows are the turns :meth:`complete` writes (up to float
+        rounding of the batched matmuls; tested equal in fp32). Sampled rows need ``seeds``, one per
+        row: each row draws from its own generator (:mod:`deepcoder.policies.row_sampling`), so a turn
+        depends on its seed only, not on the batch, but is a different draw than :meth:`complete`'s.
+        """
+        if not conversations:
+            return []
+        if self.sampling and (seeds is None or len(seeds) != len(conversations)):
+            raise ValueError(f"complete_many: sampling needs one seed per conversation ({len(conversations)})")
+        tokenizer = self._tokenizer
+        start = time.perf_counter()
+        rows = []
+        for messages in conversations:
+            text = tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
+            rows.append(tokenizer(text, add_special_tokens=False)["input_ids"])
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        input_ids, attention_mask = left_pad(rows, pad)
+        extra: dict[str, Any] = {}
+        if self.sampling:  # per-row streams inside greedy decoding (see row_sampling): no sampling flags
+            config = dataclasses.replace(self.decoding, temperature=0.0).generation_config(tokenizer)
+            extra["logits_processor"] = row_sampler(self.decoding, seeds or [], self.device)
+        else:
+            config = copy.deepcopy(self._generation_config)
+        config.pad_token_id = pad
+        with torch.inference_mode():
+            generator = cast(GenerationMixin, self._lm)
+            output = generator.generate(
+                input_ids=input_ids.to(self.device),
+                attention_mask=attention_mask.to(self.device),
+                generation_config=config,
+                tokenizer=tokenizer,
+                **extra,
+            )
+        latency = (time.perf_counter() - start) / len(rows)
+        completions = []
+        for prompt, row in zip(rows, output[:, input_ids.shape[1] :]):
+            length = generated_length(row, tokenizer.eos_token_id, pad)
+            text = str(tokenizer.decode(row[:length], skip_special_tokens=True))
+            completions.append(Completion(text, len(prompt), length, latency))
         return completions

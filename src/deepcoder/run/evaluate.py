@@ -17,6 +17,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from transformers import AutoTokenizer
 
+from deepcoder.agent.batch_loop import run_episodes
 from deepcoder.core.errors import UserError
 from deepcoder.evaluation.episodes import EpisodeStore, complete_problems
 from deepcoder.evaluation.progress import EvaluationProgress
@@ -53,6 +54,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         raise ValueError(
             f"evaluate: need samples >= 1 and 1 <= k <= samples for every k, got samples={samples}, k={ks}"
         )
+    if int(cfg.batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1 (1 = one episode at a time), got {cfg.batch_size}")
     problems = instantiate(cfg.problems)
     check_problems(problems, cfg)
     save_config(cfg, output_dir)
@@ -116,7 +119,9 @@ def _run_episodes(
 ) -> tuple[list[dict[str, Any]], int, DeferredSignals]:
     """``samples`` seeded episodes per problem not yet in ``out_dir``, each appended as it ends; returns
     every finished episode of these problems (with its ``metrics``), the number expected, and the
-    signals (a Ctrl-C or SIGTERM stops the run after the episode in flight)."""
+    signals (a Ctrl-C or SIGTERM stops the run after the episodes in flight). ``batch_size`` > 1 plays
+    that many episodes at once (:func:`deepcoder.agent.batch_loop.run_episodes`), 1 one at a time."""
+    batch_size = int(cfg.batch_size)
     setup = {
         "policy": f"{policy.provider}/{policy.model}",
         "temperature": getattr(policy, "temperature", None),
@@ -124,6 +129,8 @@ def _run_episodes(
         "samples": samples,
         "batch_first_turn": bool(cfg.batch_first_turn),
     }
+    if batch_size > 1 and getattr(policy, "sampling", False):  # a different (per-row) draw than batch_size=1
+        setup["sampler"] = "per-row"
     store = EpisodeStore(out_dir, setup)
     keys = [(problem.id, sample) for problem in problems for sample in range(samples)]
     todo = set(store.todo(keys))
@@ -135,26 +142,56 @@ def _run_episodes(
         JsonlAppender(store.path) as out,
         EvaluationProgress(len(todo), resumed=len(keys) - len(todo)) as progress,
     ):
-        for problem in problems:
-            if signals.received:
-                break
-            missing = [sample for sample in range(samples) if (problem.id, sample) in todo]
-            firsts = _first_turns(policy, agent, problem, samples, cfg) if missing else None
-            for sample in missing:
-                if signals.received:
-                    break
-                episode_policy = EpisodePolicy(
-                    policy, derive_seed(cfg.seed, problem.id, sample), firsts[sample] if firsts else None
-                )
-                record = {**agent.run(episode_policy, problem, sample=sample), "sample": sample}
-                record["metrics"] = episode_stats(record, count)
-                out.append(record)
-                store.done[(problem.id, sample)] = record
-                progress.add(as_record(record))
+
+        def keep(record: dict[str, Any]) -> None:
+            record["metrics"] = episode_stats(record, count)
+            out.append(record)
+            store.done[(record["problem_id"], record["sample"])] = record
+            progress.add(as_record(record))
+
+        if batch_size > 1:
+            run_episodes(
+                policy,
+                list(problems),
+                agent=agent,
+                batch_size=batch_size,
+                samples=samples,
+                seed=int(cfg.seed),
+                only=todo,
+                on_episode=keep,
+                should_stop=lambda: bool(signals.received),
+            )
+        else:
+            _one_at_a_time(cfg, policy, agent, problems, samples, todo, keep, signals)
     records = [store.done[key] for key in keys if key in store.done]
     for record in records:  # resumed episodes are measured the same way as this run's
         record["metrics"] = episode_stats(record, count)
     return records, len(keys), signals
+
+
+def _one_at_a_time(
+    cfg: DictConfig,
+    policy: Any,
+    agent: Any,
+    problems: Any,
+    samples: int,
+    todo: set[tuple[str, int]],
+    keep: Callable[[dict[str, Any]], None],
+    signals: DeferredSignals,
+) -> None:
+    """``batch_size=1``: each episode alone, the samples' shared first turn drawn in one batch."""
+    for problem in problems:
+        if signals.received:
+            break
+        missing = [sample for sample in range(samples) if (problem.id, sample) in todo]
+        firsts = _first_turns(policy, agent, problem, samples, cfg) if missing else None
+        for sample in missing:
+            if signals.received:
+                break
+            episode_policy = EpisodePolicy(
+                policy, derive_seed(cfg.seed, problem.id, sample), firsts[sample] if firsts else None
+            )
+            keep({**agent.run(episode_policy, problem, sample=sample), "sample": sample})
 
 
 def _first_turns(policy: Any, agent: Any, problem: Any, samples: int, cfg: DictConfig) -> list | None:
