@@ -1,0 +1,218 @@
+"""mode=on_policy: the config group and its refusals, GKD's λ (λ = 0 is off-policy training bit for bit),
+the on-policy loss, and the student's own episodes trained through train() with observations and
+prompts never supervised (checked token by token on the batches the module trained on)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import torch
+from hydra.utils import instantiate
+
+import deepcoder.training.on_policy as on_policy_module
+from deepcoder.agent.factory import build_agent
+from deepcoder.core.names import IGNORE_INDEX, TRAINED_SPANS
+from deepcoder.losses import SpanLoss
+from deepcoder.policies.base import Completion
+from deepcoder.problems import load_problems
+from deepcoder.run.train import train
+from deepcoder.spans.render import label_tokens
+from deepcoder.training.on_policy import OnPolicy, build_mode, on_policy_loss, on_policy_teacher
+
+from conftest import compose_config as config
+
+FIRST_TURN = "Thought: Run it.\nAction: python\nAction Input:\n```python\nprint({name})\n```"
+SMALL = ("model.num_layers=1", "data.val_fraction=0", "data.batch_size=2", "callbacks=none", "logger=none")
+
+
+class ShortTeacher:
+    """A scripted teacher with a short first turn (a tool call that names the function) and the
+    reference solution as its answer: trajectories a tiny model learns in seconds."""
+
+    provider, model = "scripted", "short-teacher"
+
+    def complete(self, messages, *, problem) -> Completion:
+        if len(messages) == 2:
+            return Completion(FIRST_TURN.format(name=problem.entry_point), 0, 0, 0.0)
+        return Completion(
+            f"Thought: Done.\nFinal Answer:\n```python\n{problem.reference_solution.strip()}\n```", 0, 0, 0.0
+        )
+
+
+def write_trajectories(path, limit: int):
+    """Episodes of :class:`ShortTeacher` on the first ``limit`` sample problems, through the agent loop."""
+    agent = build_agent(max_steps=2)
+    records = [agent.run(ShortTeacher(), problem) for problem in load_problems("sample", limit=limit)]
+    assert all(record["passed"] for record in records)
+    path.write_text("".join(json.dumps(record) + "\n" for record in records))
+    return path
+
+
+@pytest.fixture(scope="module")
+def trajectories(tmp_path_factory):
+    return write_trajectories(tmp_path_factory.mktemp("on_policy") / "trajectories.jsonl", limit=4)
+
+
+def mode_of(*overrides: str):
+    return config("train", "data.trajectories=x.jsonl", "mode=on_policy", *overrides).mode
+
+
+def test_off_policy_is_the_default_and_on_policy_composes(tiny_tokenizer):
+    assert config("train", "data.trajectories=x.jsonl").mode.name == "off_policy"
+    kwargs = {"loss": SpanLoss("sad", reason=0.5), "tokenizer": tiny_tokenizer, "span": None, "max_length": 64}
+    assert build_mode(config("train", "data.trajectories=x.jsonl").mode, seed=0, **kwargs) is None
+    mode = build_mode(mode_of("mode.problems.limit=3", "mode.lambda=0.5"), seed=0, **kwargs)
+    try:
+        assert isinstance(mode, OnPolicy) and len(mode.problems) == 3 and mode.mix == 0.5
+        assert mode.agent.max_steps == 4 and mode.loss.divergence == "reverse_kl"
+    finally:
+        mode.close()
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("mode.lambda=1.5", "mode.lambda=1.5"),
+        ("mode.episodes=0", "mode.episodes=0"),
+        ("mode.temperature=-1", "mode.temperature=-1"),
+        ("mode.max_new_tokens=0", "mode.max_new_tokens=0"),
+        ("mode.divergence=kl", "mode.divergence='kl'"),
+        ("mode.name=offpolicy", "mode.name='offpolicy'"),
+        ("+mode.episode=3", "unknown key(s) ['episode']"),
+        ("mode.problems.ids=[nope]", "mode.problems: unknown ids ['nope']"),
+    ],
+)
+def test_bad_on_policy_settings_are_refused_by_name(tiny_tokenizer, override, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        build_mode(mode_of(override), loss=SpanLoss("sad"), tokenizer=tiny_tokenizer, span=None, max_length=64, seed=0)
+
+
+def test_on_policy_needs_a_live_teacher(tiny_tokenizer):
+    with pytest.raises(ValueError, match="mode=on_policy needs a live teacher.*distill_teacher.name_or_path"):
+        on_policy_teacher(None, None, tiny_tokenizer, "tiny")
+
+
+def test_lambda_is_the_seeded_share_of_on_policy_steps():
+    problems = load_problems("sample", limit=2)
+
+    def mode(mix: float, seed: int = 0) -> OnPolicy:
+        return OnPolicy(mix, problems, None, SpanLoss("sad"), None, None, 8, episodes=2, seed=seed)
+
+    draws = [mode(0.3).is_on_policy(step) for step in range(4000)]
+    assert abs(sum(draws) / len(draws) - 0.3) < 0.03
+    assert draws == [mode(0.3).is_on_policy(step) for step in range(4000)]  # the same on every rank and resume
+    assert draws != [mode(0.3, seed=1).is_on_policy(step) for step in range(4000)]
+    with pytest.raises(ValueError, match="mode.problems selects no problem"):
+        OnPolicy(1.0, [], None, SpanLoss("sad"), None, None, 8)
+    assert not any(mode(0.0).is_on_policy(step) for step in range(100))
+    assert all(mode(1.0).is_on_policy(step) for step in range(100))
+    problems, seeds = mode(1.0).draw(step=3, micro_batch=0)
+    assert len({p.id for p in problems}) == 2 and (problems, seeds) == mode(1.0).draw(step=3, micro_batch=0)
+    assert (
+        mode(1.0).draw(step=3, micro_batch=1)[1] != seeds and mode(1.0).draw(step=3, micro_batch=0, rank=1)[1] != seeds
+    )
+
+
+def test_on_policy_loss_keeps_the_span_weights_without_ce_or_observations():
+    loss = SpanLoss("sad_kd", reason=0.25, action=1.0, answer=2.0, observation=0.5, step_decay=0.9)
+    loss = SpanLoss(
+        "sad_kd", reason=0.25, answer=2.0, observation=0.5, step_decay=0.9, divergence="forward_kl", temperature=2.0
+    )
+    ours = on_policy_loss(loss, "jsd", beta=0.2)
+    assert ours.weights.tolist() == [0.0, 0.25, 1.0, 0.0, 2.0]
+    assert ours.supervised_spans == TRAINED_SPANS and ours.step_decay == 0.9
+    assert ours.distillation.kind == "jsd" and ours.distillation.beta == 0.2
+    assert ours.distillation.temperature == 2.0 and ours.distillation.ce_weight == 0.0
+    assert on_policy_loss(SpanLoss("sft")).distillation.kind == "reverse_kl"
+
+
+def run(trajectories, out, *overrides: str) -> dict:
+    return train(
+        config(
+            "train",
+            f"data.trajectories={trajectories}",
+            *SMALL,
+            "trainer.max_steps=3",
+            "distill_teacher.spec=${model}",  # a random teacher of the student's architecture
+            *overrides,
+            f"output_dir={out}",
+        )
+    )
+
+
+def student_weights(out) -> dict[str, torch.Tensor]:
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(out / "student").state_dict()
+
+
+@pytest.mark.parametrize("loss", ["sad_kd", "sad"])
+def test_lambda_zero_reproduces_off_policy_training_bit_for_bit(trajectories, tmp_path, monkeypatch, loss):
+    played = []
+    collect = on_policy_module.collect_rollouts
+    monkeypatch.setattr(on_policy_module, "collect_rollouts", lambda *a, **k: played.append(1) or collect(*a, **k))
+    off = run(trajectories, tmp_path / "off", f"loss={loss}")
+    on = run(trajectories, tmp_path / "on", f"loss={loss}", "mode=on_policy", "mode.lambda=0")
+    assert not played
+    assert on["start"] == off["start"] and on["end"] == off["end"] and "train/loss" in on["end"]
+    a, b = student_weights(tmp_path / "off"), student_weights(tmp_path / "on")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_rollouts_train_only_the_students_turns_token_by_token(trajectories, tmp_path, monkeypatch, tiny_tokenizer):
+    """Through train(): the episodes the student played and the batches made of them. Every token the
+    loss sees as supervised lies in one of the student's own turns (or is the end-of-turn token that
+    closes it) and is the student's token; no token of the system prompt, the task, an observation or
+    the template between messages is."""
+    played, batches = [], []
+    collect, batch_of = on_policy_module.collect_rollouts, on_policy_module.rollout_batch
+
+    def spy_collect(*args, **kwargs):
+        records = collect(*args, **kwargs)
+        played.append(records)
+        return records
+
+    def spy_batch(examples, pad_id, device):
+        batches.append(batch_of(examples, pad_id, device))
+        return batches[-1]
+
+    monkeypatch.setattr(on_policy_module, "collect_rollouts", spy_collect)
+    monkeypatch.setattr(on_policy_module, "rollout_batch", spy_batch)
+    metrics = run(
+        trajectories,
+        tmp_path,
+        "loss=sad_kd",
+        "mode=on_policy",
+        "mode.max_steps=2",  # a second turn: every episode has an Observation (a tool's output or a reminder)
+        "mode.max_new_tokens=12",
+        "mode.episodes=2",
+        "mode.problems.limit=4",
+        "trainer.max_steps=2",
+    )
+    assert [len(records) for records in played] == [2, 2] and len(batches) == 2
+    logged = {"on_policy/loss", "on_policy/kl_reason", "on_policy/pass_rate", "on_policy/valid_actions"}
+    assert logged <= set(metrics["end"])
+    span = instantiate(config("train", "data.trajectories=x.jsonl").span)
+    eos = len(tiny_tokenizer.eos_token)
+    observation = trained = 0
+    for records, batch in zip(played, batches):
+        for row, record in enumerate(records):
+            tokens = label_tokens(tiny_tokenizer, record, span)
+            n = len(tokens.input_ids)
+            assert batch["input_ids"][row, :n].tolist() == tokens.input_ids
+            assert set(batch["labels"][row, n:].tolist()) <= {IGNORE_INDEX}  # padding
+            roles = [message["role"] for message in record["messages"]]
+            assert roles[:3] == ["system", "user", "assistant"] and roles[3] == "user"
+            ranges = list(zip(roles, tokens.message_starts, tokens.message_ends))
+            turns = [(start, end + eos) for role, start, end in ranges if role == "assistant"]
+            observations = [(start, end) for role, start, end in ranges[2:] if role == "user"]
+            for token, label, (first, _) in zip(tokens.input_ids, batch["labels"][row, :n].tolist(), tokens.offsets):
+                in_observation = any(start <= first < end for start, end in observations)
+                observation += in_observation
+                if label != IGNORE_INDEX:
+                    trained += 1
+                    assert label == token and any(start <= first < end for start, end in turns)
+                    assert not in_observation and first >= tokens.message_starts[2]
+    assert trained > 0 and observation > 0
