@@ -82,6 +82,15 @@ SKIP = {
     "python train.py -m hparams_search=optuna hydra.sweeper.n_trials=50 …": PLACEHOLDER,
     "python train.py logger=wandb …": PLACEHOLDER + "; tested in test_cluster_logs.py",
     "python train.py … callbacks=early_stopping": PLACEHOLDER,
+    "python train.py model=qwen-0.5b trainer=gpu loss=sad_kd mode=on_policy mode.lambda=0.5 "
+    "distill_teacher.name_or_path=Qwen/Qwen2.5-7B-Instruct distill_teacher.torch_dtype=bfloat16 "
+    "mode.problems.source=synthetic mode.problems.n=1000 mode.max_new_tokens=512 "
+    "data.trajectories=outputs/demo/generate/trajectories.jsonl output_dir=outputs/q05-on-policy": REAL_MODEL,
+    "python train.py mode=on_policy loss=sad_kd distill_teacher.name_or_path=outputs/demo/sad/train/student "
+    "mode.problems.source=synthetic mode.problems.n=1000 trainer.max_steps=50 "
+    "data.trajectories=outputs/demo/generate/trajectories.jsonl output_dir=outputs/demo-on-policy": (
+        "minutes of CPU after make demo; the same command, shrunk, runs in test_on_policy.py (slow, e2e)"
+    ),
 }
 RUN = [
     "python generate.py teacher=reference problems=humaneval num_workers=4 output_dir=outputs/he",
