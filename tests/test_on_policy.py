@@ -22,6 +22,7 @@ from deepcoder.spans.render import label_tokens
 from deepcoder.training.on_policy import OnPolicy, build_mode, on_policy_loss, on_policy_teacher
 
 from conftest import compose_config as config
+from reporting_fixtures import torch_threads
 
 FIRST_TURN = "Thought: Run it.\nAction: python\nAction Input:\n```python\nprint(1)\n```"
 SMALL = (
@@ -62,6 +63,14 @@ def write_trajectories(path, limit: int, max_steps: int = 2):
 @pytest.fixture(scope="module")
 def trajectories(tmp_path_factory):
     return write_trajectories(tmp_path_factory.mktemp("on_policy") / "trajectories.jsonl", limit=4)
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread: token-by-token generation on a shared 2-core CPU is many times slower with
+    two threads that contend (see reporting_fixtures.torch_threads)."""
+    with torch_threads(1):
+        yield
 
 
 def mode_of(*overrides: str):
@@ -158,7 +167,7 @@ def student_weights(out) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.parametrize("loss", ["sad_kd", "sad"])
-def test_lambda_zero_reproduces_off_policy_training_bit_for_bit(trajectories, tmp_path, monkeypatch, loss):
+def test_lambda_zero_reproduces_off_policy_training_bit_for_bit(trajectories, tmp_path, monkeypatch, loss, one_thread):
     played = []
     collect = on_policy_module.collect_rollouts
     monkeypatch.setattr(on_policy_module, "collect_rollouts", lambda *a, **k: played.append(1) or collect(*a, **k))
@@ -170,7 +179,9 @@ def test_lambda_zero_reproduces_off_policy_training_bit_for_bit(trajectories, tm
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_rollouts_train_only_the_students_turns_token_by_token(trajectories, tmp_path, monkeypatch, tiny_tokenizer):
+def test_rollouts_train_only_the_students_turns_token_by_token(
+    trajectories, tmp_path, monkeypatch, tiny_tokenizer, one_thread
+):
     """Through train(): the episodes the student played and the batches made of them. Every token the
     loss sees as supervised lies in one of the student's own turns (or is the end-of-turn token that
     closes it) and is the student's token; no token of the system prompt, the task, an observation or
@@ -236,23 +247,24 @@ def tiny_teacher(tmp_path_factory):
     """A tiny model trained until it plays :class:`ShortTeacher`'s first turn (40 steps; checked below)."""
     out = tmp_path_factory.mktemp("tiny_teacher")
     path = write_trajectories(out / "first_turns.jsonl", limit=8, max_steps=1)
-    train(
-        config(
-            "train",
-            "loss=sft",
-            f"data.trajectories={path}",
-            "data.only_passed=false",
-            "data.val_fraction=0",
-            "data.batch_size=8",
-            "optimizer.lr=3e-3",
-            "scheduler.num_warmup_steps=5",
-            "trainer.max_steps=40",
-            "callbacks=none",
-            "logger=none",
-            *ARCH,
-            f"output_dir={out}",
+    with torch_threads(1):
+        train(
+            config(
+                "train",
+                "loss=sft",
+                f"data.trajectories={path}",
+                "data.only_passed=false",
+                "data.val_fraction=0",
+                "data.batch_size=8",
+                "optimizer.lr=3e-3",
+                "scheduler.num_warmup_steps=5",
+                "trainer.max_steps=40",
+                "callbacks=none",
+                "logger=none",
+                *ARCH,
+                f"output_dir={out}",
+            )
         )
-    )
     return path, out / "student"
 
 
@@ -281,7 +293,7 @@ def teacher_episodes(teacher_dir) -> tuple[list[dict], object]:
 
 
 @pytest.mark.slow
-def test_on_policy_distillation_moves_a_fresh_student_to_the_teacher(tiny_teacher, tmp_path):
+def test_on_policy_distillation_moves_a_fresh_student_to_the_teacher(tiny_teacher, tmp_path, one_thread):
     """GKD with λ = 0.5 from a random student: about half the steps are its own episodes graded by the
     teacher (reverse KL), the others the teacher's trajectories (kd mixed half and half with CE). The
     divergence on its own episodes falls and its first action comes to agree with the teacher's.
@@ -332,6 +344,7 @@ def test_on_policy_distillation_moves_a_fresh_student_to_the_teacher(tiny_teache
 @pytest.mark.e2e
 def test_train_py_on_policy_with_a_tiny_teacher_directory(tiny_teacher, tmp_path):
     """The README's command, shrunk: train.py mode=on_policy loss=sad_kd distill_teacher.name_or_path=DIR."""
+    import os
     import subprocess
     import sys
 
@@ -353,7 +366,8 @@ def test_train_py_on_policy_with_a_tiny_teacher_directory(tiny_teacher, tmp_path
         *ARCH,
         f"output_dir={tmp_path}",
     ]
-    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # see one_thread
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=600, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     logged = {**metrics["start"], **metrics["end"]}
