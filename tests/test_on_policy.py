@@ -78,7 +78,12 @@ def mode_of(*overrides: str):
 
 
 def test_off_policy_is_the_default_and_on_policy_composes(tiny_tokenizer):
-    assert config("train", "data.trajectories=x.jsonl").mode.name == "off_policy"
+    default = config("train", "data.trajectories=x.jsonl")
+    assert default.mode.name == "off_policy" and default.optimized_metric == "train/loss"
+    assert mode_of().name == "on_policy"
+    assert config("train", "data.trajectories=x.jsonl", "mode=on_policy").optimized_metric == "on_policy/loss"
+    swept = config("train", "data.trajectories=x.jsonl", "mode=on_policy", "hparams_search=optuna")
+    assert swept.optimized_metric == "val/loss"  # a sweep's own metric still wins
     kwargs = {"loss": SpanLoss("sad", reason=0.5), "tokenizer": tiny_tokenizer, "span": None, "max_length": 64}
     assert build_mode(config("train", "data.trajectories=x.jsonl").mode, seed=0, **kwargs) is None
     mode = build_mode(mode_of("mode.problems.limit=3", "mode.lambda=0.5"), seed=0, **kwargs)
@@ -359,9 +364,8 @@ def test_train_py_on_policy_with_a_tiny_teacher_directory(tiny_teacher, tmp_path
         f"distill_teacher.name_or_path={teacher_dir}",
         f"data.trajectories={trajectories}",
         "data.only_passed=false",
-        "mode.lambda=0.5",
         *ROLLOUTS,
-        "trainer.max_steps=4",
+        "trainer.max_steps=2",
         "callbacks=none",
         *ARCH,
         f"output_dir={tmp_path}",
@@ -371,8 +375,6 @@ def test_train_py_on_policy_with_a_tiny_teacher_directory(tiny_teacher, tmp_path
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     logged = {**metrics["start"], **metrics["end"]}
-    draws = OnPolicy(0.5, load_problems("sample", limit=1), None, SpanLoss("sad"), None, None, 8, episodes=1)
-    on = [draws.is_on_policy(step) for step in range(4)]
-    assert metrics["steps"] == 4 and any(on) and not all(on)  # seed 0: both kinds of step
-    assert {"train/loss", "on_policy/loss", "on_policy/pass_rate", "on_policy/valid_actions"} <= set(logged)
+    assert metrics["steps"] == 2 and not any(key.startswith("train/") for key in logged)  # λ = 1: all on-policy
+    assert {"on_policy/loss", "on_policy/pass_rate", "on_policy/valid_actions"} <= set(logged)
     assert (tmp_path / "student" / "config.json").exists()
