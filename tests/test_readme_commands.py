@@ -89,7 +89,8 @@ SKIP = {
     "python train.py mode=on_policy loss=sad_kd distill_teacher.name_or_path=outputs/demo/sad/train/student "
     "mode.problems.source=synthetic mode.problems.n=1000 trainer.max_steps=50 "
     "data.trajectories=outputs/demo/generate/trajectories.jsonl output_dir=outputs/demo-on-policy": (
-        "minutes of CPU after make demo; the same command, shrunk, runs in test_on_policy.py (slow, e2e)"
+        "about a minute per step on 2 CPU cores after make demo; the same command, shrunk, runs in "
+        "test_on_policy.py (slow, e2e)"
     ),
 }
 RUN = [
