@@ -89,6 +89,16 @@ SKIP = {
     "synthetic/heldout/0/1": SOLVE,
     "python -m deepcoder.solve student=outputs/demo/sad/train/student --json agent.max_steps=2 "
     '\'def add(a, b): """Return the sum of a and b."""\'': SOLVE,
+    "python train.py model=qwen-0.5b trainer=gpu loss=sad_kd mode=on_policy mode.lambda=0.5 "
+    "distill_teacher.name_or_path=Qwen/Qwen2.5-7B-Instruct distill_teacher.torch_dtype=bfloat16 "
+    "mode.problems.source=synthetic mode.problems.n=1000 mode.max_new_tokens=512 "
+    "data.trajectories=outputs/demo/generate/trajectories.jsonl output_dir=outputs/q05-on-policy": REAL_MODEL,
+    "python train.py mode=on_policy loss=sad_kd distill_teacher.name_or_path=outputs/demo/sad/train/student "
+    "mode.problems.source=synthetic mode.problems.n=1000 trainer.max_steps=50 "
+    "data.trajectories=outputs/demo/generate/trajectories.jsonl output_dir=outputs/demo-on-policy": (
+        "about a minute per step on 2 CPU cores after make demo; the same command, shrunk, runs in "
+        "test_on_policy.py (slow, e2e)"
+    ),
 }
 RUN = [
     "python generate.py teacher=reference problems=humaneval num_workers=4 output_dir=outputs/he",

@@ -23,6 +23,7 @@ from deepcoder.run.resolvers import register_resolvers
 from deepcoder.training.callbacks import finish_wandb_runs
 from deepcoder.training.distill_teacher import build_teacher
 from deepcoder.training.hardware import resolve_trainer
+from deepcoder.training.on_policy import build_mode, on_policy_teacher
 from deepcoder.training.precision import check_precision, fp32_master_weights
 from deepcoder.training.progress import log_interval, with_progress
 from deepcoder.training.sharding import check_strategy
@@ -48,11 +49,18 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     fp32_master_weights(student.model, precision)
     loss = instantiate(cfg.loss)
     live_teacher = instantiate(cfg.distill_teacher) if cfg.get("distill_teacher") else None
-    teacher = build_teacher(loss, live_teacher, model, tokenizer, getattr(spec, "name", ""), cfg.data.trajectories)
+    span = instantiate(cfg.span)
+    mode = build_mode(
+        cfg.get("mode"), loss=loss, tokenizer=tokenizer, span=span, max_length=cfg.data.max_length, seed=cfg.seed
+    )
+    if mode is None:
+        teacher = build_teacher(loss, live_teacher, model, tokenizer, getattr(spec, "name", ""), cfg.data.trajectories)
+    else:  # the student's episodes need a live teacher, whatever the loss
+        teacher = on_policy_teacher(live_teacher, model, tokenizer, getattr(spec, "name", ""))
     datamodule = instantiate(
         cfg.data,
         tokenizer=tokenizer,
-        span=instantiate(cfg.span),
+        span=span,
         teacher_logprobs=loss.distills and teacher is None,  # stored top-k in the batches
         loss=loss,  # which spans get labels, and the window normaliser
     )
@@ -64,6 +72,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         instantiate(cfg.optimizer),
         instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
         teacher=teacher,
+        on_policy=mode,
     )
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
@@ -84,6 +93,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     except BaseException:
         finish_wandb_runs(loggers, failed=True)
         raise
+    finally:
+        if mode is not None:
+            mode.close()
     finish_wandb_runs(loggers)
     student_dir = output_dir / "student"
     metrics = {

@@ -13,6 +13,7 @@ from deepcoder.core.names import SPAN_INDEX, TRAINED_SPANS
 from deepcoder.losses import FORWARD_KL, SpanLoss, TopKLogprobs
 from deepcoder.training.chunked_loss import ChunkedLoss, TeacherHead, chunked_span_loss
 from deepcoder.training.distill_teacher import FrozenTeacher
+from deepcoder.training.on_policy import OnPolicy
 from deepcoder.training.sharding import engine_divides_by_accumulation, loss_scale
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "position_ids")  # packed batches carry position_ids
@@ -36,6 +37,9 @@ class DistillationModule(L.LightningModule):
     ``kl_<span>`` averages only the tokens that have them, and ``<stage>/teacher_coverage`` is the
     share of supervised tokens that do (the rest train on CE; see :mod:`deepcoder.losses`).
 
+    ``on_policy`` (``mode=on_policy``, :mod:`deepcoder.training.on_policy`) makes some training steps
+    train on the student's own episodes instead of ``batch``; they log under ``on_policy/``.
+
     Exact accumulation and DDP: a training batch's ``window_norm`` is the normaliser of its whole
     accumulation window over all ranks (its supervised-token count, or with ``loss.normalize=weights``
     the sum of their weights), the loss's one normaliser. Lightning divides
@@ -53,11 +57,12 @@ class DistillationModule(L.LightningModule):
         scheduler: Callable[..., Any] | None = None,
         chunk_size: int = 512,
         teacher: FrozenTeacher | None = None,
+        on_policy: OnPolicy | None = None,
     ) -> None:
         super().__init__()
         self.model, self.loss, self.optimizer_factory, self.scheduler_factory = model, loss, optimizer, scheduler
-        self.chunk_size, self.teacher = chunk_size, teacher
-        self.save_hyperparameters(ignore=["model", "loss", "optimizer", "scheduler", "teacher"])
+        self.chunk_size, self.teacher, self.on_policy = chunk_size, teacher, on_policy
+        self.save_hyperparameters(ignore=["model", "loss", "optimizer", "scheduler", "teacher", "on_policy"])
         self.history: list[dict[str, float]] = []
         divergence = [f"{'jsd' if loss.divergence == 'jsd' else 'kl'}_{span}" for span in sorted(TRAINED_SPANS)]
         self.val_keys = [
@@ -67,8 +72,10 @@ class DistillationModule(L.LightningModule):
         ]
         self._val_totals: torch.Tensor | None = None  # [metric, (sum, tokens)] of this rank's validation
 
-    def _step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
-        """Hidden states → chunked projection + loss on supervised positions only (no full logits)."""
+    def _step(self, batch: dict[str, torch.Tensor], stage: str, loss: SpanLoss | None = None) -> torch.Tensor:
+        """Hidden states → chunked projection + loss on supervised positions only (no full logits).
+        ``loss``: another loss than the module's (the on-policy one, logged under ``stage``)."""
+        loss = loss or self.loss
         inputs = {key: batch[key] for key in MODEL_INPUTS if batch.get(key) is not None}
         # use_cache=False: no KV cache in training, and transformers only detects packed
         # sequences (block-causal attention from restarting position_ids) when there is none
@@ -81,29 +88,29 @@ class DistillationModule(L.LightningModule):
             head.weight,
             batch["labels"][:, 1:],
             batch["span_ids"][:, 1:],
-            self.loss.weights,
+            loss.weights,
             bias=head.bias,
             chunk_size=self.chunk_size,
             num_tokens=window,
-            teacher=self._teacher(batch, inputs),
-            divergence=self.loss.distillation or FORWARD_KL,
+            teacher=self._teacher(batch, inputs, loss),
+            divergence=loss.distillation or FORWARD_KL,
             step_ids=None if steps is None else steps[:, 1:],
-            step_decay=self.loss.step_decay,
-            normalize=self.loss.normalize,
+            step_decay=loss.step_decay,
+            normalize=loss.normalize,
         )
         # The window count normalises the whole window on every rank: undo Lightning's division
         # by accumulate_grad_batches, DDP's gradient averaging (and DeepSpeed's second division).
         trainer = self._trainer  # None when the step runs outside a Trainer (benchmarks)
         scale = 1
-        if trainer is not None and stage == "train":
+        if trainer is not None and stage != "val":
             scale = loss_scale(
                 trainer.accumulate_grad_batches,
                 trainer.world_size,
                 window is not None,
                 engine_divides_by_accumulation(getattr(trainer, "strategy", None)),
             )
-        own_norm = result.span_ids.numel() if self.loss.normalize == "tokens" else result.weight.sum()
-        sums = {"loss": (result.total, own_norm), **self._metric_sums(result)}
+        own_norm = result.span_ids.numel() if loss.normalize == "tokens" else result.weight.sum()
+        sums = {"loss": (result.total, own_norm), **self._metric_sums(result, loss)}
         if stage == "val":
             self._accumulate(sums)
         else:
@@ -111,10 +118,10 @@ class DistillationModule(L.LightningModule):
         return result.loss * scale
 
     def _teacher(
-        self, batch: dict[str, torch.Tensor], inputs: dict[str, torch.Tensor]
+        self, batch: dict[str, torch.Tensor], inputs: dict[str, torch.Tensor], loss: SpanLoss
     ) -> TeacherHead | TopKLogprobs | None:
         """The teacher's distribution for this batch, shifted like the labels; None for CE losses."""
-        if not self.loss.distills:
+        if not loss.distills:
             return None
         if self.teacher is not None:
             teacher = self.teacher.to(batch["input_ids"].device)
@@ -122,16 +129,15 @@ class DistillationModule(L.LightningModule):
         if batch.get("teacher_ids") is not None:
             return TopKLogprobs(batch["teacher_ids"][:, 1:], batch["teacher_logprobs"][:, 1:])
         raise ValueError(
-            f"loss={self.loss.name} needs a teacher: no live teacher, and the batch carries no "
-            "teacher_ids/teacher_logprobs"
+            f"loss={loss.name} needs a teacher: no live teacher, and the batch carries no teacher_ids/teacher_logprobs"
         )
 
-    def _metric_sums(self, result: ChunkedLoss) -> dict[str, tuple[torch.Tensor, int | torch.Tensor]]:
+    def _metric_sums(self, result: ChunkedLoss, loss: SpanLoss) -> dict[str, tuple[torch.Tensor, int | torch.Tensor]]:
         """Per metric: its sum over this batch's supervised tokens and how many tokens it covers."""
-        prefix = "jsd" if self.loss.divergence == "jsd" else "kl"
+        prefix = "jsd" if loss.divergence == "jsd" else "kl"
         present = result.teacher_present  # top-k teachers: tokens with a teacher distribution
         sums: dict[str, tuple[torch.Tensor, int | torch.Tensor]] = {}
-        for span in sorted(self.loss.supervised_spans):
+        for span in sorted(loss.supervised_spans):
             mask = result.span_ids == SPAN_INDEX[span]
             sums[f"loss_{span}"] = (result.token_loss[mask].sum(), mask.sum())
             sums[f"acc_{span}"] = (result.correct[mask].sum(), mask.sum())
@@ -176,6 +182,8 @@ class DistillationModule(L.LightningModule):
                 self.log(f"val/{key}", total / count, prog_bar=key == "loss", sync_dist=True)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        if self.on_policy is not None and self.on_policy.is_on_policy(self.global_step):
+            return self.on_policy.training_step(self, batch_idx)  # the student's own episodes, not ``batch``
         return self._step(batch, "train")
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
