@@ -99,6 +99,7 @@ def test_off_policy_is_the_default_and_on_policy_composes(tiny_tokenizer):
     [
         ("mode.lambda=1.5", "mode.lambda=1.5"),
         ("mode.episodes=0", "mode.episodes=0"),
+        ("mode.batch_size=0", "mode.batch_size=0"),
         ("mode.temperature=-1", "mode.temperature=-1"),
         ("mode.max_new_tokens=0", "mode.max_new_tokens=0"),
         ("mode.divergence=kl", "mode.divergence='kl'"),
@@ -131,11 +132,48 @@ def test_lambda_is_the_seeded_share_of_on_policy_steps():
         OnPolicy(1.0, [], None, SpanLoss("sad"), None, None, 8)
     assert not any(mode(0.0).is_on_policy(step) for step in range(100))
     assert all(mode(1.0).is_on_policy(step) for step in range(100))
-    problems, seeds = mode(1.0).draw(step=3, micro_batch=0)
-    assert len({p.id for p in problems}) == 2 and (problems, seeds) == mode(1.0).draw(step=3, micro_batch=0)
-    assert (
-        mode(1.0).draw(step=3, micro_batch=1)[1] != seeds and mode(1.0).draw(step=3, micro_batch=0, rank=1)[1] != seeds
-    )
+    problems, seed = mode(1.0).draw(step=3, micro_batch=0)
+    assert len({p.id for p in problems}) == 2 and (problems, seed) == mode(1.0).draw(step=3, micro_batch=0)
+    assert mode(1.0).draw(step=3, micro_batch=1)[1] != seed and mode(1.0).draw(step=3, micro_batch=0, rank=1)[1] != seed
+    assert mode(1.0).batch_size == 2 and OnPolicy(1.0, problems, None, SpanLoss("sad"), None, None, 8, batch_size=1)
+
+
+def test_rollouts_are_batched_and_depend_on_the_seed_only(tiny_tokenizer, one_thread):
+    """The batched runner plays the step's episodes: the same seed gives the same episodes at any batch
+    size (what makes a step's rollouts the same after a resume), a repeated problem gets distinct
+    samples, and the student's train/eval mode is restored."""
+    from deepcoder.models.tiny import TinyModel
+    from deepcoder.training.rollouts import collect_rollouts
+
+    student, _ = TinyModel().load(seed=0)
+    sample = load_problems("sample", limit=3)
+    problems = [sample[2], sample[0], sample[2], sample[1]]  # more episodes than problems: one repeats
+    agent = build_agent(tools=["python"], max_steps=2)
+
+    def play(seed: int, batch_size: int | None, training: bool) -> list[dict]:
+        student.train(training)
+        records = collect_rollouts(
+            student,
+            tiny_tokenizer,
+            problems,
+            agent=agent,
+            temperature=1.0,
+            max_new_tokens=8,
+            seed=seed,
+            batch_size=batch_size,
+        )
+        assert student.training == training
+        return records
+
+    records = play(5, None, True)
+    assert [(r["problem_id"], r["sample"]) for r in records] == [(p.id, s) for p, s in zip(problems, [0, 0, 1, 0])]
+    turns = [[m["content"] for m in r["messages"]] for r in records]
+    assert turns[0][2] != turns[2][2]  # two samples of one problem differ
+    assert [[m["content"] for m in r["messages"]] for r in play(5, 1, False)] == turns
+    assert [[m["content"] for m in r["messages"]] for r in play(5, 3, True)] == turns
+    assert [[m["content"] for m in r["messages"]] for r in play(6, None, True)] != turns
+    with pytest.raises(ValueError, match="batch_size must be >= 1, got 0"):
+        play(5, 0, True)
 
 
 def test_on_policy_loss_keeps_the_span_weights_without_ce_or_observations():
@@ -283,7 +321,7 @@ def agreement(model, tokenizer, reference: list[dict]) -> dict:
 
 
 def teacher_episodes(teacher_dir) -> tuple[list[dict], object]:
-    """The tiny teacher's own greedy episodes (one turn) on the 8 problems."""
+    """The tiny teacher's own greedy episodes (one turn) on the 8 problems (played batched, as rollouts)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from deepcoder.training.rollouts import collect_rollouts
@@ -291,7 +329,7 @@ def teacher_episodes(teacher_dir) -> tuple[list[dict], object]:
     tokenizer, model = AutoTokenizer.from_pretrained(teacher_dir), AutoModelForCausalLM.from_pretrained(teacher_dir)
     problems = load_problems("sample", limit=8)
     records = collect_rollouts(
-        model, tokenizer, problems, agent=build_agent(max_steps=1), temperature=0.0, max_new_tokens=32, seeds=[0] * 8
+        model, tokenizer, problems, agent=build_agent(max_steps=1), temperature=0.0, max_new_tokens=32, seed=0
     )
     assert agreement(model, tokenizer, records)["first_action_agreement"] == 1.0
     return records, tokenizer

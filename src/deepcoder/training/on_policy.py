@@ -1,8 +1,9 @@
 """``mode=on_policy``: the student plays episodes, the frozen teacher grades its tokens span by span.
 
 GKD (Agarwal et al., 2024) for a tool-using agent. On an on-policy step the student plays
-``mode.episodes`` episodes on training problems (sampled at ``mode.temperature``, sandboxed, real
-observations, graded), the episodes are rendered like teacher trajectories, and the live teacher
+``mode.episodes`` episodes on training problems through the batched episode runner, at most
+``mode.batch_size`` at a time (sampled at ``mode.temperature``, sandboxed, real observations,
+graded), the episodes are rendered like teacher trajectories, and the live teacher
 (``distill_teacher=``, same vocabulary) scores every token of the student's turns: the loss is the
 ``loss=`` option's span weights on ``mode.divergence`` (``reverse_kl`` = KL(student‖teacher) by
 default, as GKD; ``forward_kl``, ``jsd`` with ``mode.beta``) at the loss's temperature, with no
@@ -36,7 +37,7 @@ from deepcoder.training.rollouts import collect_rollouts, render_rollouts, rollo
 
 MODES = ("off_policy", "on_policy")
 ON_POLICY_KEYS = frozenset(
-    {"name", "lambda", "episodes", "temperature", "max_steps", "max_new_tokens", "divergence", "beta"}
+    {"name", "lambda", "episodes", "batch_size", "temperature", "max_steps", "max_new_tokens", "divergence", "beta"}
     | {"isolation", "problems"}
 )
 PREFIX = "on_policy"
@@ -79,11 +80,14 @@ class OnPolicy:
         temperature: float = 1.0,
         max_new_tokens: int = 256,
         seed: int = 0,
+        batch_size: int | None = None,
     ) -> None:
         if not 0.0 <= mix <= 1.0:
             raise ValueError(f"mode.lambda={mix}: the share of on-policy steps must be in [0, 1]")
         if episodes < 1:
             raise ValueError(f"mode.episodes={episodes}: the student needs at least 1 episode per on-policy step")
+        if batch_size is not None and batch_size < 1:
+            raise ValueError(f"mode.batch_size={batch_size}: play at least 1 episode at a time (null = mode.episodes)")
         if temperature < 0:
             raise ValueError(f"mode.temperature={temperature}: use 0 (greedy) or a positive sampling temperature")
         if max_new_tokens < 1:
@@ -93,6 +97,7 @@ class OnPolicy:
         self.mix, self.problems, self.agent, self.loss = mix, list(problems), agent, loss
         self.tokenizer, self.span, self.max_length = tokenizer, span, max_length
         self.episodes, self.temperature, self.max_new_tokens, self.seed = episodes, temperature, max_new_tokens, seed
+        self.batch_size = episodes if batch_size is None else batch_size
 
     def is_on_policy(self, step: int) -> bool:
         """Whether optimiser step ``step`` trains on the student's episodes (probability λ, seeded)."""
@@ -100,18 +105,19 @@ class OnPolicy:
             return self.mix == 1.0
         return random.Random(f"on_policy:{self.seed}:{step}").random() < self.mix
 
-    def draw(self, step: int, micro_batch: int, rank: int = 0) -> tuple[list[Problem], list[int]]:
-        """This micro-batch's problems (without repeats while there are enough) and episode seeds."""
+    def draw(self, step: int, micro_batch: int, rank: int = 0) -> tuple[list[Problem], int]:
+        """This micro-batch's problems (without repeats while there are enough) and the seed its episodes
+        derive theirs from (a function of ``seed``, step, micro-batch and rank: the same after a resume)."""
         rng = random.Random(f"rollouts:{self.seed}:{step}:{micro_batch}:{rank}")
         if self.episodes <= len(self.problems):
             chosen = rng.sample(self.problems, self.episodes)
         else:
             chosen = rng.choices(self.problems, k=self.episodes)
-        return chosen, [rng.randrange(2**31) for _ in chosen]
+        return chosen, rng.randrange(2**63)
 
     def training_step(self, module: TrainingModule, batch_idx: int) -> torch.Tensor:
         """Roll out, render, score against the teacher, log; the loss of this micro-batch."""
-        problems, seeds = self.draw(module.global_step, batch_idx, module.global_rank)
+        problems, seed = self.draw(module.global_step, batch_idx, module.global_rank)
         records = collect_rollouts(
             module.model,
             self.tokenizer,
@@ -119,7 +125,8 @@ class OnPolicy:
             agent=self.agent,
             temperature=self.temperature,
             max_new_tokens=self.max_new_tokens,
-            seeds=seeds,
+            seed=seed,
+            batch_size=self.batch_size,
             name=f"student@{module.global_step}",
         )
         examples = render_rollouts(records, self.tokenizer, self.span, self.max_length)
@@ -192,6 +199,7 @@ def build_mode(
         temperature=float(mode.get("temperature", 1.0)),
         max_new_tokens=int(mode.get("max_new_tokens", 256)),
         seed=seed,
+        batch_size=None if mode.get("batch_size") is None else int(mode["batch_size"]),
     )
 
 
