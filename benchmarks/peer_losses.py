@@ -154,7 +154,7 @@ def measure_loss(spec: dict) -> dict:
         def step() -> None:
             loss = loss_of(data, chunk)
             loss.backward()
-            values.append(float(loss))
+            values.append(loss.item())
 
         def reset() -> None:
             data["hidden"].grad = data["weight"].grad = None

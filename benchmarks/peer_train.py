@@ -170,7 +170,7 @@ RUNNERS = {"ours": ours, "trl": trl}
 def measure_train(spec: dict) -> dict:
     """One method on one model: step seconds (wall, CPU), tokens per step, peak extra MiB."""
     if spec["method"] == "trl" and missing("trl"):
-        return {"note": f"skipped: trl {missing('trl')}"}
+        return {"note": f"skipped: {missing('trl')}"}
     if spec.get("memory_gb"):
         cap_address_space(spec["memory_gb"])
     torch.manual_seed(0)

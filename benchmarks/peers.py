@@ -35,9 +35,11 @@ import torch
 from peer_common import Row, in_fresh_process, machine, needs_cuda, row_from
 from peer_generation import measure_generation
 from peer_losses import METHODS, SAME_FUNCTION, measure_loss
-from peer_train import measure_train, write_trajectories
+from peer_train import MODELS, measure_train, write_trajectories
 
 SECTIONS = ("loss", "train", "generate")
+QUICK = dict(tokens="64,128", vocab=2048, hidden=32, chunk_size=32, models="tiny", rows=2, max_length=256, steps=1)
+QUICK |= dict(prompts=2, new_tokens=4)
 RTOL = 1e-4  # fp32 sums over up to 4,096 tokens in different orders
 
 
@@ -50,7 +52,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--hidden", type=int, default=896)
     parser.add_argument("--chunk-size", type=int, default=512, help="ours: positions per chunk (the training default)")
     parser.add_argument("--repeats", type=int, default=1, help="loss passes per method (the best is kept)")
-    parser.add_argument("--models", default="tiny,qwen-0.5b-2l", help="tiny, qwen-0.5b-2l")
+    parser.add_argument("--models", default=",".join(MODELS), help="tiny, qwen-0.5b-2l (comma-separated)")
     parser.add_argument("--rows", type=int, default=2, help="rows of the training batch")
     parser.add_argument("--max-length", type=int, default=1024, help="tokens per training row at most")
     parser.add_argument("--steps", type=int, default=3, help="timed training steps (after one warm-up)")
@@ -58,14 +60,17 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--new-tokens", type=int, default=64, help="generation: at most this many new tokens each")
     parser.add_argument("--memory-gb", type=float, default=12.0, help="address-space cap of each fresh process")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
+    if "--quick" in (sys.argv[1:] if argv is None else argv):  # small defaults; explicit flags still win
+        parser.set_defaults(**QUICK)
     args = parser.parse_args(argv)
     unknown = set(args.sections.split(",")) - set(SECTIONS)
     if unknown:
         parser.error(f"--sections {args.sections}: unknown {sorted(unknown)}; choose from {', '.join(SECTIONS)}")
-    if args.quick:
-        args.tokens, args.vocab, args.hidden, args.chunk_size = "64,128", 2048, 32, 32
-        args.models, args.rows, args.max_length, args.steps = "tiny", 2, 256, 1
-        args.prompts, args.new_tokens = 2, 4
+    unknown = set(args.models.split(",")) - set(MODELS)
+    if unknown:
+        parser.error(f"--models {args.models}: unknown {sorted(unknown)}; choose from {', '.join(MODELS)}")
+    if not all(t.isdigit() and int(t) > 0 for t in args.tokens.split(",")):
+        parser.error(f"--tokens {args.tokens}: give positive token counts, comma-separated, e.g. 1024,4096")
     return args
 
 
