@@ -29,6 +29,7 @@ import json
 import math
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import torch
@@ -38,6 +39,8 @@ from peer_losses import METHODS, SAME_FUNCTION, measure_loss
 from peer_train import MODELS, measure_train, write_trajectories
 
 SECTIONS = ("loss", "train", "generate")
+WORKERS = {"loss": measure_loss, "train": measure_train}
+TRAIN_METHODS = (("trl", "TRL SFTTrainer, assistant-only (base)"), ("ours", "ours Lightning sft step"))
 QUICK = dict(tokens="64,128", vocab=2048, hidden=32, chunk_size=32, models="tiny", rows=2, max_length=256, steps=1)
 QUICK |= dict(prompts=2, new_tokens=4)
 RTOL = 1e-4  # fp32 sums over up to 4,096 tokens in different orders
@@ -59,6 +62,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--prompts", type=int, default=4, help="generation: first turns of this many problems")
     parser.add_argument("--new-tokens", type=int, default=64, help="generation: at most this many new tokens each")
     parser.add_argument("--memory-gb", type=float, default=12.0, help="address-space cap of each fresh process")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads per process (default: torch's)")
+    parser.add_argument("--jobs", type=int, default=1, help="fresh processes measuring at once (not with --quick)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     if "--quick" in (sys.argv[1:] if argv is None else argv):  # small defaults; explicit flags still win
         parser.set_defaults(**QUICK)
@@ -69,42 +74,69 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     unknown = set(args.models.split(",")) - set(MODELS)
     if unknown:
         parser.error(f"--models {args.models}: unknown {sorted(unknown)}; choose from {', '.join(MODELS)}")
+    if args.jobs < 1 or (args.threads is not None and args.threads < 1):
+        parser.error(f"--jobs {args.jobs} --threads {args.threads}: both must be >= 1")
     if not all(t.isdigit() and int(t) > 0 for t in args.tokens.split(",")):
         parser.error(f"--tokens {args.tokens}: give positive token counts, comma-separated, e.g. 1024,4096")
     return args
 
 
 def measure(args: argparse.Namespace, spec: dict) -> dict:
-    """In a fresh process (the full run) or here (``--quick``)."""
-    if args.quick:
-        return {"loss": measure_loss, "train": measure_train}[spec["section"]](spec)
+    """In a fresh process (the full run) or here (``--quick``); a skipped method starts no process."""
+    spec = {**spec, "threads": args.threads}
+    method = METHODS.get(spec["method"]) if spec["section"] == "loss" else None
+    if args.quick or (method is not None and (method.loss is None or method.unavailable())):
+        return WORKERS[spec["section"]](spec)
     return in_fresh_process(Path(__file__), {**spec, "memory_gb": args.memory_gb})
 
 
-def loss_rows(args: argparse.Namespace) -> list[Row]:
-    rows = []
-    for tokens in (int(t) for t in args.tokens.split(",")):
+def loss_items(args: argparse.Namespace) -> list[tuple[str, str, dict]]:
+    """(block, label, spec) of every loss measurement, the largest token count first."""
+    items = []
+    for tokens in sorted((int(t) for t in args.tokens.split(",")), reverse=True):
         for name, method in METHODS.items():
-            print(f"  loss {tokens} {name} ...", file=sys.stderr, flush=True)
             spec = {"section": "loss", "method": name, "tokens": tokens, "vocab": args.vocab, "hidden": args.hidden}
-            result = measure(args, {**spec, "chunk_size": args.chunk_size, "repeats": args.repeats})
-            rows.append(row_from(f"loss {tokens}", method.label, {**result, "extra": {"key": name}}))
-    return rows
+            items.append(
+                (f"loss {tokens}", method.label, {**spec, "chunk_size": args.chunk_size, "repeats": args.repeats})
+            )
+    return items
 
 
-def train_rows(args: argparse.Namespace, trajectories: Path) -> list[Row]:
-    rows = []
+def train_items(args: argparse.Namespace, trajectories: Path) -> list[tuple[str, str, dict]]:
+    items = []
     for model in args.models.split(","):
-        block = []
-        for method, label in (("trl", "TRL SFTTrainer, assistant-only (base)"), ("ours", "ours Lightning sft step")):
-            print(f"  train {model} {method} ...", file=sys.stderr, flush=True)
+        for method, label in TRAIN_METHODS:
             spec = {"section": "train", "method": method, "model": model, "trajectories": str(trajectories)}
-            spec |= {"rows": args.rows, "max_length": args.max_length, "steps": args.steps}
-            block.append(row_from("", label, measure(args, spec)))
-        shape = next((r.extra for r in block if "rows" in r.extra), {})
+            items.append(
+                (
+                    f"train {model}",
+                    label,
+                    spec | {"rows": args.rows, "max_length": args.max_length, "steps": args.steps},
+                )
+            )
+    return items
+
+
+def measure_all(args: argparse.Namespace, items: list[tuple[str, str, dict]]) -> list[Row]:
+    """Every item, ``--jobs`` at a time (each its own process), each result logged to stderr as it
+    comes (a run cut short keeps them); rows in the items' order, train blocks named by their batch."""
+    results: dict[int, dict] = {}
+    with ThreadPoolExecutor(1 if args.quick else args.jobs) as pool:
+        futures = {pool.submit(measure, args, spec): i for i, (_, _, spec) in enumerate(items)}
+        for future in as_completed(futures):
+            i = futures[future]
+            results[i] = future.result()
+            print(f"  {items[i][0]} | {items[i][1]} | {json.dumps(results[i])}", file=sys.stderr, flush=True)
+    rows = []
+    for i, (block, label, spec) in enumerate(items):
+        rows.append(
+            row_from(block, label, {**results[i], "extra": {**results[i].get("extra", {}), "key": spec["method"]}})
+        )
+    for model in args.models.split(","):
+        block = [row for row in rows if row.block == f"train {model}"]
+        shape = next((row.extra for row in block if "rows" in row.extra), {})
         for row in block:
             row.block = f"train {model} {shape.get('rows', '?')}x{shape.get('length', '?')}"
-        rows += block
     return rows
 
 
@@ -166,24 +198,32 @@ def checks(rows: list[Row]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.worker:
         spec = json.loads(args.worker)
-        print(json.dumps({"loss": measure_loss, "train": measure_train}[spec["section"]](spec)))
+        if spec.get("threads"):
+            torch.set_num_threads(spec["threads"])
+        print(json.dumps(WORKERS[spec["section"]](spec)))
         return 0
     torch.manual_seed(0)
     sections = args.sections.split(",")
-    rows: list[Row] = []
-    if "loss" in sections:
-        rows += loss_rows(args)
-    if "train" in sections:
-        with tempfile.TemporaryDirectory() as directory:
-            rows += train_rows(args, write_trajectories(Path(directory), max(8, 2 * args.rows)))
+    with tempfile.TemporaryDirectory() as directory:
+        items = []
+        if "train" in sections:  # first: with the loss rows, what the acceptance is about
+            items += train_items(args, write_trajectories(Path(directory), max(8, 2 * args.rows)))
+        if "loss" in sections:
+            items += loss_items(args)
+        measured = measure_all(args, items)
+    rows = sorted((row for row in measured if row.block.startswith("loss")), key=lambda row: int(row.block.split()[1]))
+    rows += [row for row in measured if row.block.startswith("train")]
     if "generate" in sections:
         rows += generation_rows(args)
     print(f"Machine: {machine()}")
     print(
         f"loss: V={args.vocab} H={args.hidden} fp32, ours chunk {args.chunk_size}, best of {args.repeats}; "
-        f"train: fp32, median of {args.steps} steps after a warm-up; memory: peak extra RSS "
+        f"train: fp32, median of {args.steps} steps after a warm-up; {args.jobs} process(es) at a time; "
+        "memory: peak extra RSS "
         + ("in this process (--quick)" if args.quick else f"of a fresh process per method (cap {args.memory_gb} GiB)")
     )
     print(table(rows))
