@@ -32,6 +32,7 @@ from loss import cap_address_space, measured
 from peer_common import missing
 
 from deepcoder.run.generate import generate
+from deepcoder.run.resolvers import register_resolvers
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 MODELS = {"tiny": ["model=tiny"], "qwen-0.5b-2l": ["model=qwen-0.5b", "model.random_init=true", "model.num_layers=2"]}
@@ -48,6 +49,7 @@ def write_trajectories(directory: Path, problems: int) -> Path:
 
 def setup(spec: dict):
     """The train config, the model and its tokenizer, and our training batch for ``spec``."""
+    register_resolvers()  # model=qwen-*'s learning rate: ${lora_or_full:...}
     with initialize_config_dir(str(CONF), version_base="1.3"):
         cfg = compose(
             "train",
