@@ -43,6 +43,7 @@ WORKERS = {"loss": measure_loss, "train": measure_train}
 TRAIN_METHODS = (("trl", "TRL SFTTrainer, assistant-only (base)"), ("ours", "ours Lightning sft step"))
 QUICK = dict(tokens="64,128", vocab=2048, hidden=32, chunk_size=32, models="tiny", rows=2, max_length=256, steps=1)
 QUICK |= dict(prompts=2, new_tokens=4)
+BLOCK, METHOD = 28, 40  # the table's first two columns' widths
 RTOL = 1e-4  # fp32 sums over up to 4,096 tokens in different orders
 
 
@@ -164,7 +165,7 @@ def number(value: float | None, digits: int) -> str:
 def table(rows: list[Row]) -> str:
     """One table; each block's first measured row is its base."""
     header = (
-        f"{'block':<24}{'method':<40}{'peak MiB':>10}{'×base':>7}{'s':>9}{'×base':>7}"
+        f"{'block':<{BLOCK}}{'method':<{METHOD}}{'peak MiB':>10}{'×base':>7}{'s':>9}{'×base':>7}"
         f"{'cpu s':>9}{'×base':>7}{'tokens/s':>10}  note"
     )
     lines = [header, "-" * len(header)]
@@ -173,7 +174,8 @@ def table(rows: list[Row]) -> str:
         base = bases.setdefault(row.block, row)
         rate = row.tokens / row.seconds if row.tokens and row.seconds else None
         lines.append(
-            f"{row.block:<24}{row.method[:39]:<40}{number(row.peak_mib, 0):>10}{ratio(row.peak_mib, base.peak_mib):>7}"
+            f"{row.block:<{BLOCK}}{row.method[: METHOD - 1]:<{METHOD}}"
+            f"{number(row.peak_mib, 0):>10}{ratio(row.peak_mib, base.peak_mib):>7}"
             f"{number(row.seconds, 2):>9}{ratio(row.seconds, base.seconds):>7}{number(row.cpu_seconds, 2):>9}"
             f"{ratio(row.cpu_seconds, base.cpu_seconds):>7}{number(rate, 0):>10}  {row.note}"
         )

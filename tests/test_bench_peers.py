@@ -24,10 +24,14 @@ def bench():
 
 def table_rows(out: str) -> dict[tuple[str, str], list[str]]:
     """(block, method label) → the rest of the line, from the printed table."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from peers import BLOCK, METHOD
+
+    sys.path.remove(str(ROOT / "benchmarks"))
     rows = {}
     for line in out.splitlines():
         if line.startswith(("loss ", "train ", "generate ")) and not line.split()[1].endswith(":"):
-            rows[(line[:24].strip(), line[24:64].strip())] = line[64:].split()
+            rows[(line[:BLOCK].strip(), line[BLOCK : BLOCK + METHOD].strip())] = line[BLOCK + METHOD :].split()
     return rows
 
 
@@ -62,7 +66,7 @@ def test_quick_loss_table_measures_every_available_peer_and_checks_equal_values(
             if reason or method.loss is None:
                 assert " ".join(cells).endswith(f"skipped: {reason}")
             else:
-                assert float(cells[2]) > 0 and float(cells[4]) > 0, key  # seconds, CPU seconds
+                assert float(cells[2]) >= 0 and float(cells[4]) >= 0, key  # measured: numbers, not "-"
     checks = [line for line in out.splitlines() if line.startswith("loss") and line.endswith(("equal", "MISMATCH"))]
     assert checks and all(line.endswith(": equal") for line in checks)
     assert any("sft" in line and "ce " in line for line in checks)  # ours sft against F.cross_entropy, always
