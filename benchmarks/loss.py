@@ -27,6 +27,7 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -90,26 +91,43 @@ def run(method: str, data: dict[str, torch.Tensor], chunk_size: int) -> None:
     loss.backward()
 
 
-def worker(args: argparse.Namespace) -> None:
-    limit = int(args.memory_gb * 2**30)
+def cap_address_space(gigabytes: float) -> None:
+    """Cap this process's address space, so that a run that does not fit fails alone (MemoryError)."""
+    limit = int(gigabytes * 2**30)
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def measured(step: Callable[[], object], reset: Callable[[], object], repeats: int) -> dict[str, float]:
+    """Peak extra resident MiB of the first ``step()`` (VmHWM reset to the current RSS first), and the
+    best wall and CPU seconds of ``repeats`` calls, ``reset()`` (untimed) before each."""
+    before = rss_kib("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
+    result: dict[str, float] = {}
+    seconds, cpu_seconds = [], []
+    for repeat in range(repeats):
+        reset()
+        started, cpu_started = time.perf_counter(), time.process_time()
+        step()
+        seconds.append(time.perf_counter() - started)
+        cpu_seconds.append(time.process_time() - cpu_started)
+        if repeat == 0:
+            result["peak_mib"] = (rss_kib("VmHWM") - before) / 1024
+    result["seconds"], result["cpu_seconds"] = min(seconds), min(cpu_seconds)
+    return result
+
+
+def worker(args: argparse.Namespace) -> None:
+    cap_address_space(args.memory_gb)
     torch.manual_seed(0)
     result: dict[str, float | str] = {}
     try:
         run(args.method, inputs(64, args.vocab, args.hidden, args.loss), args.chunk_size)  # warm-up
         data = inputs(args.tokens, args.vocab, args.hidden, args.loss)
-        before = rss_kib("VmRSS")
-        Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
-        seconds, cpu_seconds = [], []
-        for repeat in range(args.repeats):
+
+        def reset() -> None:
             data["hidden"].grad = data["weight"].grad = None
-            started, cpu_started = time.perf_counter(), time.process_time()
-            run(args.method, data, args.chunk_size)
-            seconds.append(time.perf_counter() - started)
-            cpu_seconds.append(time.process_time() - cpu_started)
-            if repeat == 0:
-                result["peak_mib"] = (rss_kib("VmHWM") - before) / 1024
-        result["seconds"], result["cpu_seconds"] = min(seconds), min(cpu_seconds)
+
+        result.update(measured(lambda: run(args.method, data, args.chunk_size), reset, args.repeats))
     except (MemoryError, RuntimeError) as error:  # the address-space cap: this run does not fit
         result["error"] = f"over {args.memory_gb} GiB: {str(error).splitlines()[0][:80]}"
     print(json.dumps(result))
