@@ -4,7 +4,7 @@ Work: the agent's first turn (its real system and task prompt, rendered with the
 template) on the first ``prompts`` HumanEval problems, greedy, at most ``max_new_tokens`` new tokens,
 with a randomly initialised model (``tiny``, or Qwen2.5-0.5B's widths with 2 layers). Methods:
 
-- ``ours``: :func:`evaluation_generate`, the evaluation path's generation as it is today;
+- ``ours``: :func:`evaluation_generate`, the evaluation path's generation (the batched runner's turn);
 - ``hf loop``: ``model.generate`` once per prompt, what a script without our policy would do;
 - ``hf batched``: one left-padded ``model.generate`` over all prompts;
 - ``vllm``: only where CUDA and vLLM are present (never on this CPU table: skipped, with the reason).
@@ -31,9 +31,9 @@ Prompt = tuple[list[dict[str, str]], Problem]
 
 
 def evaluation_generate(policy: HFPolicy, prompts: Sequence[Prompt]) -> int:
-    """Evaluation's generation path, one call per prompt as the agent loop makes it; returns the tokens
-    generated. The batched rollout runner, when it lands, is measured by pointing this function at it."""
-    return sum(policy.complete(messages, problem=problem).completion_tokens for messages, problem in prompts)
+    """Evaluation's generation path: the batched runner's turn, one ``HFPolicy.complete_many`` over every
+    live episode (``evaluate.py batch_size`` 16 ≥ the prompts here); returns the tokens generated."""
+    return sum(completion.completion_tokens for completion in policy.complete_many([m for m, _ in prompts]))
 
 
 def hf_loop(model, tokenizer, prompts: Sequence[Prompt], max_new_tokens: int) -> int:

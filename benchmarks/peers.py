@@ -149,7 +149,7 @@ def generation_rows(args: argparse.Namespace) -> list[Row]:
         results = measure_generation(model, args.prompts, args.new_tokens)
         labels = {"hf loop": "HF generate, one per prompt (base)", "hf batched": "HF generate, one batch (left pad)"}
         for name in ("hf loop", "hf batched", "ours"):
-            rows.append(row_from(block, labels.get(name, "ours evaluation_generate (today)"), results[name]))
+            rows.append(row_from(block, labels.get(name, "ours evaluation_generate (batched turn)"), results[name]))
         rows.append(Row(block, "vLLM", note=f"skipped: {needs_cuda('vllm')}"))
     return rows
 

@@ -156,5 +156,5 @@ def test_quick_run_of_every_section_prints_one_table(bench, capsys):
         assert float(trl[6].replace(",", "")) > 0 and trl[1] == "1.000"
     for method in ("HF generate, one per prompt (base)", "HF generate, one batch (left pad)"):
         assert float(rows[("generate tiny 2x4", method)][6].replace(",", "")) > 0
-    assert float(rows[("generate tiny 2x4", "ours evaluation_generate (today)")][6].replace(",", "")) > 0
+    assert float(rows[("generate tiny 2x4", "ours evaluation_generate (batched turn)")][6].replace(",", "")) > 0
     assert " ".join(rows[("generate tiny 2x4", "vLLM")]).endswith(common.needs_cuda("vllm"))
