@@ -173,12 +173,18 @@ def table(rows: list[Row]) -> str:
     for row in rows:
         base = bases.setdefault(row.block, row)
         rate = row.tokens / row.seconds if row.tokens and row.seconds else None
-        lines.append(
-            f"{row.block:<{BLOCK}}{row.method[: METHOD - 1]:<{METHOD}}"
-            f"{number(row.peak_mib, 0):>10}{ratio(row.peak_mib, base.peak_mib):>7}"
-            f"{number(row.seconds, 2):>9}{ratio(row.seconds, base.seconds):>7}{number(row.cpu_seconds, 2):>9}"
-            f"{ratio(row.cpu_seconds, base.cpu_seconds):>7}{number(rate, 0):>10}  {row.note}"
+        cells = (
+            (number(row.peak_mib, 0), 10),
+            (ratio(row.peak_mib, base.peak_mib), 7),
+            (number(row.seconds, 2), 9),
+            (ratio(row.seconds, base.seconds), 7),
+            (number(row.cpu_seconds, 2), 9),
+            (ratio(row.cpu_seconds, base.cpu_seconds), 7),
+            (number(rate, 0), 10),
         )
+        # a space before every cell, so a value wider than its column never runs into the previous one
+        numbers = "".join(f" {text:>{width - 1}}" for text, width in cells)
+        lines.append(f"{row.block:<{BLOCK}}{row.method[: METHOD - 1]:<{METHOD}}{numbers}  {row.note}")
     return "\n".join(lines)
 
 

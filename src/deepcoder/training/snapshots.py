@@ -15,6 +15,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from transformers import PreTrainedModel
 
 from deepcoder.core.names import IGNORE_INDEX
 from deepcoder.policies.decoding import Decoding
@@ -66,7 +67,7 @@ class StudentSnapshots(L.Callback):
 
     def _save(self, trainer: L.Trainer, pl_module: L.LightningModule, directory: Path, step: int) -> None:
         """The same files as the final ``student/``: weights, tokenizer, the evaluation's greedy decoding."""
-        model = pl_module.model  # type: ignore[attr-defined]  # DistillationModule's student
+        model: PreTrainedModel = pl_module.model  # type: ignore[assignment]  # DistillationModule's student
         tokenizer = trainer.datamodule.tokenizer  # type: ignore[attr-defined]
         training_config = model.generation_config
         model.generation_config = Decoding(max_new_tokens=self.max_new_tokens).generation_config(tokenizer, stop=False)
