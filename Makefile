@@ -23,7 +23,7 @@ demo: install
 demo-compare: install
 	$(PY) -m deepcoder.run.demo --losses sad sft
 
-# SAD against SFT on synthetic problems: 4 arms x 3 seeds, ~1.5 h on 2 CPU cores; resumes when rerun.
+# SAD against SFT on synthetic problems: 4 arms x 3 seeds, ~80 min on 2 idle CPU cores; resumes when rerun.
 experiment: install
 	$(PY) -m deepcoder.run.experiment
 
