@@ -1,7 +1,8 @@
 """Many episodes at once: every live episode of a batch advances one turn per step of the loop.
 
-Each step asks the policy for the next turn of all live episodes together — one batched
-``generate`` for a policy with ``complete_many`` (:class:`~deepcoder.policies.hf.HFPolicy`), else
+Each step asks the policy for the next turn of all live episodes together — one batched decode
+for a policy with ``complete_many`` (:class:`~deepcoder.policies.hf.HFPolicy`, which inside its
+``prefix_cache`` block reuses each episode's KV from the turn before), else
 one ``complete`` call per episode, run in threads (chat APIs wait on the network; the reference
 teacher is instant). The turns' tool calls then run in parallel in the sandbox, finished episodes
 leave and are graded in the background, and waiting episodes take their places (continuous
@@ -14,6 +15,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
 
 from deepcoder.agent.episode import Episode
@@ -79,7 +81,8 @@ def run_episodes(
                 on_episode(record)
 
     live: list[Episode] = []
-    with ThreadPoolExecutor(workers or batch_size, thread_name_prefix="episodes") as pool:
+    reuse = getattr(policy, "prefix_cache", nullcontext)  # a local model keeps each episode's KV between turns
+    with ThreadPoolExecutor(workers or batch_size, thread_name_prefix="episodes") as pool, reuse():
         while queue or live:
             while queue and len(live) < batch_size and not (should_stop and should_stop()):
                 problem, sample = queue.popleft()

@@ -6,6 +6,7 @@ import copy
 import dataclasses
 import time
 from collections.abc import Sequence
+from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any, cast
 
 import torch
@@ -13,6 +14,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationMixin, P
 
 from deepcoder.policies.base import Completion, Message
 from deepcoder.policies.batching import generated_length, left_pad
+from deepcoder.policies.decode_loop import BatchDecoder, supports
 from deepcoder.policies.decoding import LINE_START_OBSERVATION, Decoding
 from deepcoder.policies.row_sampling import row_sampler
 from deepcoder.policies.turn_end import check_eos_is_turn_end, set_eos_token
@@ -35,8 +37,11 @@ class HFPolicy:
     per call (``seed``, default the configured one) inside a forked RNG, so a sampled episode
     depends only on its own seed. :meth:`complete_batch` draws ``n`` turns from one prompt in one
     ``generate`` call (``num_return_sequences``): every sample's first turn shares the prompt.
-    :meth:`complete_many` writes the next turn of many conversations in one left-padded ``generate``
-    call (the batched episode runner, :mod:`deepcoder.agent.batch_loop`).
+    :meth:`complete_many` writes the next turn of many conversations together (the batched episode
+    runner, :mod:`deepcoder.agent.batch_loop`): with our own decode loop
+    (:mod:`deepcoder.policies.decode_loop`: stopped rows leave the batch, and inside
+    :meth:`prefix_cache` a turn reuses the KV of the tokens an earlier turn already read), or one
+    left-padded ``generate`` call for models with sliding-window layers.
     """
 
     provider = "hf"
@@ -82,6 +87,7 @@ class HFPolicy:
         self._lm: PreTrainedModel = lm.eval()
         self._tokenizer: PreTrainedTokenizerBase = tokenizer
         self._generation_config = self.decoding.generation_config(tokenizer)
+        self._decoder = BatchDecoder(lm, tokenizer, self.decoding) if supports(lm) else None
 
     @property
     def max_new_tokens(self) -> int:
@@ -150,16 +156,27 @@ class HFPolicy:
             )
         return completions
 
+    @property
+    def decode_counts(self) -> dict[str, int] | None:
+        """Our decode loop's running totals: prompt tokens ``prefilled``, prompt tokens ``reused`` from
+        the KV of earlier rows, rows ``decoded`` by its steps (None for a model that keeps ``generate``)."""
+        return dict(self._decoder.counts) if self._decoder is not None else None
+
+    def prefix_cache(self) -> Any:
+        """A block inside which :meth:`complete_many` keeps each turn's KV for the next turn of the same
+        conversation and for prompts that share its start; the weights must not change inside it."""
+        return self._decoder.reusing() if self._decoder is not None else nullcontext()
+
     def complete_many(
         self, conversations: Sequence[Sequence[Message]], *, seeds: Sequence[int] | None = None
     ) -> list[Completion]:
-        """The next turn of each conversation, in one ``generate`` call over the left-padded batch.
+        """The next turn of each conversation, decoded together.
 
-        Each row stops on its own (end of turn, a line-start ``Observation:``, ``max_new_tokens``) and
-        is cut back to what it wrote. Greedy rows are the turns :meth:`complete` writes (up to float
-        rounding of the batched matmuls; tested equal in fp32). Sampled rows need ``seeds``, one per
-        row: each row draws from its own generator (:mod:`deepcoder.policies.row_sampling`), so a turn
-        depends on its seed only, not on the batch, but is a different draw than :meth:`complete`'s.
+        Each row stops on its own (end of turn, a line-start ``Observation:``, ``max_new_tokens``).
+        Greedy rows are the turns :meth:`complete` writes (up to float rounding of the batched
+        matmuls; tested equal in fp32). Sampled rows need ``seeds``, one per row: each row draws from
+        its own generator (:mod:`deepcoder.policies.row_sampling`), so a turn depends on its seed only,
+        not on the batch, but is a different draw than :meth:`complete`'s.
         """
         if not conversations:
             return []
@@ -171,6 +188,18 @@ class HFPolicy:
         for messages in conversations:
             text = tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
             rows.append(tokenizer(text, add_special_tokens=False)["input_ids"])
+        if self._decoder is not None:
+            turns = self._decoder.decode(rows, seeds if self.sampling else None)
+            latency = (time.perf_counter() - start) / len(rows)
+            return [
+                Completion(str(tokenizer.decode(turn, skip_special_tokens=True)), len(prompt), len(turn), latency)
+                for prompt, turn in zip(rows, turns)
+            ]
+        return self._generate_padded(rows, start, seeds)
+
+    def _generate_padded(self, rows: list[list[int]], start: float, seeds: Sequence[int] | None) -> list[Completion]:
+        """One ``generate`` call over the left-padded rows, each row cut back to what it wrote."""
+        tokenizer = self._tokenizer
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         input_ids, attention_mask = left_pad(rows, pad)
         extra: dict[str, Any] = {}

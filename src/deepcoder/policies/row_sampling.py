@@ -26,6 +26,10 @@ class RowGumbelNoise(LogitsProcessor):
     def __init__(self, seeds: Sequence[int], device: torch.device | str) -> None:
         self.generators = [torch.Generator(device=device).manual_seed(int(seed)) for seed in seeds]
 
+    def keep(self, rows: Sequence[int]) -> None:
+        """Only these rows go on (the others left the batch), each with its own stream."""
+        self.generators = [self.generators[row] for row in rows]
+
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         if scores.shape[0] != len(self.generators):
             raise ValueError(f"RowGumbelNoise: {scores.shape[0]} rows for {len(self.generators)} seeds")
@@ -38,8 +42,8 @@ class RowGumbelNoise(LogitsProcessor):
         return cast(torch.FloatTensor, scores.float() - noise.log())
 
 
-def row_sampler(decoding: Decoding, seeds: Sequence[int], device: torch.device | str) -> LogitsProcessorList:
-    """The warpers of ``decoding`` then the per-row noise: run with ``do_sample=False``."""
+def row_warpers(decoding: Decoding) -> list[LogitsProcessor]:
+    """``decoding``'s temperature, top-k and top-p, in ``generate``'s order."""
     processors: list[LogitsProcessor] = []
     if decoding.temperature != 1.0:
         processors.append(TemperatureLogitsWarper(decoding.temperature))
@@ -47,4 +51,9 @@ def row_sampler(decoding: Decoding, seeds: Sequence[int], device: torch.device |
         processors.append(TopKLogitsWarper(decoding.top_k))
     if decoding.top_p < 1.0:
         processors.append(TopPLogitsWarper(decoding.top_p))
-    return LogitsProcessorList([*processors, RowGumbelNoise(seeds, device)])
+    return processors
+
+
+def row_sampler(decoding: Decoding, seeds: Sequence[int], device: torch.device | str) -> LogitsProcessorList:
+    """The warpers of ``decoding`` then the per-row noise: run with ``do_sample=False``."""
+    return LogitsProcessorList([*row_warpers(decoding), RowGumbelNoise(seeds, device)])
