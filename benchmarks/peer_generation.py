@@ -4,7 +4,9 @@ Work: the agent's first turn (its real system and task prompt, rendered with the
 template) on the first ``prompts`` HumanEval problems, greedy, at most ``max_new_tokens`` new tokens,
 with a randomly initialised model (``tiny``, or Qwen2.5-0.5B's widths with 2 layers). Methods:
 
-- ``ours``: :func:`evaluation_generate`, the evaluation path's generation (the batched runner's turn);
+- ``ours``: :func:`evaluation_generate`, the evaluation path's generation (the batched runner's turn:
+  our decode loop, where later rows reuse the KV of the system prompt the first row read and a row
+  that stops leaves the batch);
 - ``hf loop``: ``model.generate`` once per prompt, what a script without our policy would do;
 - ``hf batched``: one left-padded ``model.generate`` over all prompts;
 - ``vllm``: only where CUDA and vLLM are present (never on this CPU table: skipped, with the reason).
