@@ -59,6 +59,13 @@ def test_a_stop_string_counts_only_when_it_ends_in_the_newest_token(tiny):
     assert StopCheck(tokenizer, ()).hit(turn) is False
 
 
+def test_an_empty_prompt_is_refused(tiny):
+    lm, tokenizer = tiny
+    policy = HFPolicy.from_model(lm, tokenizer, max_new_tokens=2)
+    with pytest.raises(ValueError, match="at least one token"):
+        policy._decoder.decode([[5, 6], []])
+
+
 def test_stopped_rows_leave_the_batch_and_are_not_computed_again(tiny):
     lm, tokenizer = tiny
     policy = HFPolicy.from_model(lm, tokenizer, name="tiny", max_new_tokens=24, stop=STOPS)

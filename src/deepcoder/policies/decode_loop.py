@@ -117,6 +117,8 @@ class BatchDecoder:
         """Each prompt's new tokens (through its eos or stop string, at most ``max_new_tokens``)."""
         device = next(self.lm.parameters()).device
         rows = [list(p) for p in prompts]
+        if not rows or any(len(row) == 0 for row in rows):
+            raise ValueError("BatchDecoder.decode: every prompt needs at least one token")
         warpers = row_warpers(self.decoding) if self.decoding.sampling else []
         noise = RowGumbelNoise(seeds or [], device) if self.decoding.sampling else None
         known = PrefixStore()  # the kept rows of earlier calls, then this call's rows as they are read
