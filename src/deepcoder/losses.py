@@ -143,8 +143,13 @@ def divergence_between(log_t: torch.Tensor, log_s: torch.Tensor, divergence: str
         return _kl(log_t, log_s)
     if divergence == "reverse_kl":
         return _kl(log_s, log_t)
+    return jsd_and_mixture(log_t, log_s, beta)[0]
+
+
+def jsd_and_mixture(log_t: torch.Tensor, log_s: torch.Tensor, beta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """JSD_β = β·KL(P‖M) + (1−β)·KL(S‖M), and log M (the closed-form gradient needs it too)."""
     mixture = _log_mixture(log_t, log_s, beta)
-    return beta * _kl(log_t, mixture) + (1 - beta) * _kl(log_s, mixture)
+    return beta * _kl(log_t, mixture) + (1 - beta) * _kl(log_s, mixture), mixture
 
 
 def _log_mixture(log_t: torch.Tensor, log_s: torch.Tensor, beta: float) -> torch.Tensor:

@@ -6,8 +6,9 @@ logits exists at a time (student and, for distillation, teacher). At Qwen's 151,
 vocabulary this is the difference between a few hundred MiB and tens of GiB per batch.
 
 A custom autograd function computes each chunk's gradient already in the forward pass (the
-per-token math is :func:`deepcoder.losses.token_losses`, differentiated by autograd on the
-chunk's logits; plain cross-entropy uses its closed-form gradient) and keeps only the gradients
+per-token math is :func:`deepcoder.losses.token_losses`; cross-entropy and the divergences to a
+live teacher use their closed-form gradients, a top-k teacher's coarsened divergence is
+differentiated by autograd on the chunk's logits) and keeps only the gradients
 of the inputs: ``[N, H]`` for the hidden states and ``[V, H]`` for the projection. Checkpointed
 chunks would compute every chunk's logits twice (and a teacher's too); this costs the same three
 matmuls as the naive path. It must agree with :func:`deepcoder.losses.span_loss` (tested, values
@@ -27,6 +28,8 @@ from deepcoder.losses import (
     OBSERVATION,
     Divergence,
     TopKLogprobs,
+    divergence_between,
+    jsd_and_mixture,
     local_normalizer,
     mix,
     normalizer_or_one,
@@ -93,6 +96,8 @@ def _chunk_loss(
             return total, ce, None, None
         grad = log_p.exp_().scatter_add_(-1, labels.unsqueeze(-1), -torch.ones_like(log_p[:, :1]))
         return total, ce, None, grad.mul_(token_weights.unsqueeze(-1))
+    if teacher_logits is not None:
+        return _closed_form_chunk_loss(logits, labels, token_weights, ce_only, teacher_logits, settings)
     with torch.enable_grad():
         z = logits.detach().requires_grad_(settings.needs_grad)
         ce, div = token_losses(z, labels, teacher_logits, teacher_topk, settings.divergence)
@@ -102,6 +107,63 @@ def _chunk_loss(
         total = (mix(ce, div, settings.divergence.ce_weight) * token_weights).sum()
     z_grad = torch.autograd.grad(total, z)[0] if settings.needs_grad else None
     return total.detach(), ce.detach(), div.detach(), z_grad
+
+
+def _closed_form_chunk_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    token_weights: torch.Tensor,
+    ce_only: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    settings: _Settings,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """:func:`_chunk_loss` with a live teacher, its gradient in closed form instead of by autograd
+    (a few ``[C, V]`` buffers instead of some twenty for JSD). With ``s = softmax(z/τ)``:
+
+    - forward KL(t‖s): ``(s − t)/τ``;
+    - reverse KL(s‖t): ``s ⊙ (h − Σ s·h)/τ`` with ``h = log s − log t``;
+    - JSD_β: the same with ``h = (1 − β)·(log s − log m)``, ``m = β·t + (1 − β)·s`` (∂JSD/∂s_j is
+      exactly ``(1 − β)·log(s_j/m_j)``: the other terms cancel because ``β·t_j + (1 − β)·s_j = m_j``);
+
+    then ``α·(softmax(z) − onehot) + (1 − α)·∂D`` per the CE weight α, and plain CE's gradient where
+    the position takes CE (observations). Values are :func:`token_losses`'s, as before."""
+    divergence = settings.divergence
+    tau, kind = divergence.temperature, divergence.kind
+    log_p = F.log_softmax(logits, dim=-1)  # the same operations as token_losses: the same values
+    ce = -log_p.gather(-1, labels.unsqueeze(-1)).squeeze(-1)
+    log_s = log_p if tau == 1.0 else F.log_softmax(logits / tau, dim=-1)
+    log_t = F.log_softmax(upcast(teacher_logits) / tau, dim=-1)
+    log_m = None
+    if kind == "jsd":
+        value, log_m = jsd_and_mixture(log_t, log_s, divergence.beta)
+    else:
+        value = divergence_between(log_t, log_s, kind, divergence.beta)
+    div = torch.where(ce_only, ce, value)
+    alpha = divergence.ce_weight
+    total = (mix(ce, div, alpha) * token_weights).sum()
+    if not settings.needs_grad:
+        return total, ce, div, None
+    s = log_s.exp()
+    if kind == "forward_kl":
+        grad = s.sub_(log_t.exp_())
+    else:
+        h = log_s - (log_t if log_m is None else log_m)
+        if kind == "jsd":
+            h.mul_(1 - divergence.beta)
+        sh = torch.where(s > 0, s * h, torch.zeros_like(s))  # 0·log 0 = 0 (masked vocabulary rows)
+        del h
+        grad = sh.sub_(s.mul_(sh.sum(-1, keepdim=True)))
+    del s, log_s, log_t, log_m
+    if tau != 1.0:
+        grad.div_(tau)
+    takes_ce = bool(ce_only.any())
+    if alpha or takes_ce:
+        ce_grad = log_p.exp_().scatter_add_(-1, labels.unsqueeze(-1), -torch.ones_like(log_p[:, :1]))
+        if alpha:
+            grad.mul_(1 - alpha).add_(ce_grad, alpha=alpha)
+        if takes_ce:
+            grad[ce_only] = ce_grad[ce_only]
+    return total, ce, div, grad.mul_(token_weights.unsqueeze(-1))
 
 
 class _ChunkedProjectionLoss(torch.autograd.Function):
