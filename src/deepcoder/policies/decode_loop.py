@@ -207,9 +207,9 @@ class _RoomyLayer(DynamicLayer):
     room: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
-        if not self.is_initialized or self.keys is None or self.values is None or self.keys.numel() == 0:
+        keys, values = self.keys, self.values  # None before the first update (is_initialized: transformers 5)
+        if keys is None or values is None or not getattr(self, "is_initialized", True) or keys.numel() == 0:
             return super().update(key_states, value_states, *args, **kwargs)
-        keys, values = self.keys, self.values
         length, new = keys.shape[-2], key_states.shape[-2]
         room = self.room
         if room is None or room[0].data_ptr() != keys.data_ptr() or room[0].shape[-2] < length + new:
