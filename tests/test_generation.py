@@ -416,3 +416,23 @@ def test_progress_counts_tokens_per_second_and_eta_with_a_clock(caplog):
     stats = progress.stats
     assert (stats.done, stats.passed, stats.failed, stats.errors, stats.tokens) == (4, 2, 1, 1, 160)
     assert "4/4 done, 2 passed, 1 failed, 1 errors, 20 tok/s, pass rate 50%" in caplog.text  # not a terminal: logged
+
+
+def test_a_local_model_teacher_plays_batched_and_writes_the_one_at_a_time_records(tmp_path, sample):
+    """teacher=hf: ``num_workers`` episodes decoded together give the records of one episode at a
+    time (greedy), in the same schema (no ``sample`` key), and a rerun finds nothing left to do."""
+    from deepcoder.models.tiny import TinyModel
+    from deepcoder.policies.hf import HFPolicy
+
+    lm, tokenizer = TinyModel().load(seed=0)
+    teacher = HFPolicy.from_model(lm, tokenizer, name="tiny", max_new_tokens=8, stop=("e", "\nObservation:"))
+    agent = build_agent(tools=["python"], max_steps=2)
+    problems = sample[:5]
+    expected = {p.id: agent.run(teacher, p) for p in problems}
+    before = teacher.decode_counts
+    report = generate_trajectories(problems, teacher, agent, tmp_path, num_workers=3)
+    assert report["n_new"] == 5 and teacher.decode_counts["decoded"] > before["decoded"]  # the batched loop ran
+    written = {r["problem_id"]: r for _, r in read_jsonl(tmp_path / "trajectories.jsonl")}
+    strip = lambda r: json.loads(json.dumps({k: v for k, v in r.items() if k not in TIMING}))  # noqa: E731
+    assert {k: strip(r) for k, r in written.items()} == {k: strip(r) for k, r in expected.items()}
+    assert generate_trajectories(problems, teacher, agent, tmp_path, num_workers=3)["n_new"] == 0

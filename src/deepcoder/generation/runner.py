@@ -1,11 +1,12 @@
 """Trajectory generation: every problem ends as exactly one record, appended durably; reruns resume.
 
 ``num_workers`` episodes run at once in threads (each episode is sequential inside: ask, act,
-observe); the main thread alone appends finished records, each as one flushed and fsynced
-line. A rerun with the same ``output_dir`` skips the problems that have a record without
-``error``, retries those with one (dropping the old error record first, atomically), and
-refuses a different teacher, so a run killed at any moment — even with SIGKILL — resumes into
-the same set of records an uninterrupted run writes.
+observe); a local model (a policy with ``complete_many``) plays them through the batched runner
+instead, ``num_workers`` live episodes decoded together (:mod:`deepcoder.agent.batch_loop`). The
+main thread alone appends finished records, each as one flushed and fsynced line. A rerun with the
+same ``output_dir`` skips the problems that have a record without ``error``, retries those with one
+(dropping the old error record first, atomically), and refuses a different teacher, so a run killed
+at any moment — even with SIGKILL — resumes into the same set of records an uninterrupted run writes.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
+from deepcoder.agent.batch_loop import run_episodes
 from deepcoder.agent.loop import trajectory_id
 from deepcoder.core.names import SCHEMA_VERSION
 from deepcoder.generation.progress import GenerationProgress
@@ -110,6 +112,33 @@ def generate_trajectories(
 
 
 def _run_episodes(
+    todo: Sequence[Problem], teacher: Policy, agent: Agent, path: Path, num_workers: int, progress: GenerationProgress
+) -> None:
+    """All episodes, each finished record appended the moment it is done: batched for a local model,
+    else through a thread pool."""
+    if hasattr(teacher, "complete_many"):
+        _run_batched(todo, teacher, agent, path, num_workers, progress)
+    else:
+        _run_threaded(todo, teacher, agent, path, num_workers, progress)
+
+
+def _run_batched(
+    todo: Sequence[Problem], teacher: Policy, agent: Agent, path: Path, batch_size: int, progress: GenerationProgress
+) -> None:
+    """A local model's episodes, ``batch_size`` decoded together. Ctrl-C stops at once: the records
+    already appended stay, the episodes in flight are dropped (nothing was paid for) and a rerun
+    plays them again."""
+
+    def keep(played: dict[str, Any]) -> None:
+        record = cast(TrajectoryRecord, {key: value for key, value in played.items() if key != "sample"})  # 0 here
+        out.append(record)
+        progress.add(record)
+
+    with JsonlAppender(path) as out:
+        run_episodes(teacher, todo, agent=agent, batch_size=batch_size, on_episode=keep)
+
+
+def _run_threaded(
     todo: Sequence[Problem], teacher: Policy, agent: Agent, path: Path, num_workers: int, progress: GenerationProgress
 ) -> None:
     """All episodes through a thread pool; each finished record is appended the moment it is done.
