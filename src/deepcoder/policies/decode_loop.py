@@ -125,6 +125,7 @@ class BatchDecoder:
         known.entries = list(self.store.entries) if self.store is not None else []
         kvs, logits = zip(*(self._prefill(np.asarray(row, dtype=np.int64), known, device) for row in rows))
         cache, mask = _stack(list(kvs), device)
+        del kvs, known  # the rows' own copies: the batch cache holds them now
         positions = torch.tensor([len(row) for row in rows], device=device)
         live = list(range(len(rows)))
         generated: list[list[int]] = [[] for _ in rows]
