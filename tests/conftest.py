@@ -25,6 +25,18 @@ def tiny_tokenizer():
     return TinyModel().load_tokenizer()
 
 
+@pytest.fixture(scope="session")
+def untrained_student(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A saved, untrained tiny model (seed 0) and its tokenizer: what ``student=DIR`` loads."""
+    from deepcoder.models.tiny import TinyModel
+
+    out = tmp_path_factory.mktemp("student")
+    model, tokenizer = TinyModel().load(seed=0)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
 def compose_config(name: str, *overrides: str, hydra: bool = False):
     """A stage's config (``train``, ``generate``, ``evaluate``) from conf/, as its CLI would compose it."""
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):

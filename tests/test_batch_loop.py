@@ -169,17 +169,13 @@ def test_seeds_are_the_evaluation_seeds():
         run_episodes(ReferenceTeacher(), [], agent=None, batch_size=0)
 
 
-def test_evaluate_batch_size_keeps_greedy_episodes_and_refuses_mixing_samplers(tmp_path, tiny):
+def test_evaluate_batch_size_keeps_greedy_episodes_and_refuses_mixing_samplers(tmp_path, untrained_student):
     from deepcoder.run.evaluate import evaluate
     from deepcoder.utils.jsonl import read_jsonl
 
     from conftest import compose_config as config
 
-    lm, tokenizer = tiny
-    student = tmp_path / "student"
-    lm.save_pretrained(student)
-    tokenizer.save_pretrained(student)
-    common = (f"student={student}", "problems.limit=3", "policy.max_new_tokens=8", "agent.max_steps=2")
+    common = (f"student={untrained_student}", "problems.limit=3", "policy.max_new_tokens=8", "agent.max_steps=2")
     runs = {}
     for batch in (1, 3):
         evaluate(config("evaluate", *common, f"batch_size={batch}", f"output_dir={tmp_path / str(batch)}"))

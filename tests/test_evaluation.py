@@ -99,15 +99,6 @@ def test_answer_without_any_action_and_reasoning_tokens(agent, problem, tiny_tok
     assert report["answered_without_action"] == 1.0 and report["mean_reasoning_tokens"] == stats["reasoning"]
 
 
-@pytest.fixture(scope="module")
-def untrained_student(tmp_path_factory):
-    out = tmp_path_factory.mktemp("student")
-    model, tokenizer = TinyModel().load(seed=0)
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out
-
-
 SAMPLED = (
     "problems.limit=1",
     "samples=2",

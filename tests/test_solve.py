@@ -7,7 +7,6 @@ import json
 
 import pytest
 
-from deepcoder.models.tiny import TinyModel
 from deepcoder.solve import main, split_argv
 
 from reporting_fixtures import torch_threads
@@ -34,31 +33,22 @@ def test_the_terminal_view_shows_turns_observations_and_the_grade(capsys):
     assert "PASSED" in out and "stop final_answer" in out
 
 
-@pytest.fixture(scope="module")
-def student(tmp_path_factory):
-    out = tmp_path_factory.mktemp("student")
-    model, tokenizer = TinyModel().load(seed=0)
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out
-
-
-def test_new_problem_text_with_a_student_is_played_but_not_graded(student, capsys):
+def test_new_problem_text_with_a_student_is_played_but_not_graded(untrained_student, capsys):
     text = 'def add(a, b):\n    """Return a + b."""\n'
     with torch_threads(1):
-        main([f"student={student}", "policy.max_new_tokens=8", "agent.max_steps=1", text, "--json"])
+        main([f"student={untrained_student}", "policy.max_new_tokens=8", "agent.max_steps=1", text, "--json"])
     episode = json_lines(capsys)[-1]
     assert episode["passed"] is None and episode["problem_id"] == "cli/problem"
     assert "`add`" in episode["messages"][1]["content"] and len(episode["steps"]) == 1
 
 
-def test_a_sampled_solve_is_the_episode_evaluate_plays(student, tmp_path, capsys):
+def test_a_sampled_solve_is_the_episode_evaluate_plays(untrained_student, tmp_path, capsys):
     from deepcoder.run.evaluate import evaluate
     from deepcoder.utils.jsonl import read_jsonl
 
     from conftest import compose_config as config
 
-    sampled = [f"student={student}", "policy.max_new_tokens=8", "agent.max_steps=2", "policy.temperature=1.0"]
+    sampled = [f"student={untrained_student}", "policy.max_new_tokens=8", "agent.max_steps=2", "policy.temperature=1.0"]
     with torch_threads(1):
         main([*sampled, "sample/reverse_words", "--json"])
         solved = json_lines(capsys)[-1]

@@ -11,7 +11,6 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from deepcoder.agent.episode import Episode
-from deepcoder.agent.seeds import trajectory_id
 from deepcoder.protocol.parsing import ParsedTurn
 from deepcoder.protocol.prompts import system_prompt, task_prompt
 from deepcoder.records.schema import TrajectoryRecord
@@ -20,8 +19,6 @@ from deepcoder.tools import PythonExecutor, Tool, run_tests
 if TYPE_CHECKING:
     from deepcoder.policies.base import Policy
     from deepcoder.problems import Problem
-
-__all__ = ["FORMAT_REMINDER", "Agent", "trajectory_id"]  # trajectory_id: generation imports it from here
 
 FORMAT_REMINDER = (
     "Error: {error}. Reply with 'Thought:' then either 'Action:' and 'Action Input:', "

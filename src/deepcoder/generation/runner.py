@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from deepcoder.agent.batch_loop import run_episodes
-from deepcoder.agent.loop import trajectory_id
+from deepcoder.agent.seeds import trajectory_id
 from deepcoder.core.names import SCHEMA_VERSION
 from deepcoder.generation.progress import GenerationProgress
 from deepcoder.generation.report import dataset_report
