@@ -150,3 +150,17 @@ def test_the_repetition_penalty_sees_each_row_own_tokens_only(tiny):
     penalty = RepetitionPenaltyLogitsProcessor(2.0)
     alone = [int(penalty(torch.tensor([row]), scores[i : i + 1].clone()).argmax()) for i, row in enumerate(rows)]
     assert decoder._choose(scores, rows, [], None).tolist() == alone
+
+
+def test_the_real_qwen_path_decodes_batched_as_one_at_a_time(agent):
+    """Qwen2.5-0.5B's widths and config (2 layers, random weights) with the exact Qwen2.5 tokenizer:
+    the loop serves it (full attention), and batched episodes equal one at a time."""
+    from deepcoder.models.qwen import build_random_qwen
+
+    model, tokenizer = build_random_qwen("0.5b", num_layers=2, seed=0)
+    policy = HFPolicy.from_model(model.eval(), tokenizer, name="qwen-0.5b-2l", max_new_tokens=6, eos_token="<|im_end|>")
+    assert supports(model) and policy.decode_counts is not None
+    problems = load_sample()[:2]
+    expected = [{**agent.run(policy, problem), "sample": 0} for problem in problems]
+    assert without_timing(run_episodes(policy, problems, agent=agent, batch_size=2)) == without_timing(expected)
+    assert policy.decode_counts["reused"] > 0
